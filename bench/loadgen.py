@@ -1,0 +1,124 @@
+"""A small closed-loop HTTP/1.1 load generator for loopback benchmarks.
+
+It speaks just enough HTTP/1.1 (keep-alive, Content-Length and chunked
+responses) to keep one core busy generating load without the overhead of a
+full client library, so the number it prints reflects the server under test.
+Every run is bounded by ``duration`` seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Result:
+    """Counts and latencies gathered by one run."""
+
+    requests: int = 0
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, p: float) -> float:
+        """Latency percentile in milliseconds."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        index = min(len(ordered) - 1, int(len(ordered) * p / 100))
+        return ordered[index] * 1000
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response; return its status code."""
+    status_line = await reader.readuntil(b"\r\n")
+    status = int(status_line.split(b" ", 2)[1])
+    length = 0
+    chunked = False
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        if line == b"\r\n":
+            break
+        name, _, value = line.partition(b":")
+        lname = name.strip().lower()
+        if lname == b"content-length":
+            length = int(value.strip())
+        elif lname == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _worker(host: str, port: int, request: bytes, deadline: float, result: Result) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    clock = time.perf_counter
+    try:
+        while clock() < deadline:
+            start = clock()
+            writer.write(request)
+            try:
+                status = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                result.errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            result.latencies.append(clock() - start)
+            result.requests += 1
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def run(url_host: str, port: int, path: str = "/", *, connections: int = 50,
+              duration: float = 5.0, host_header: str | None = None,
+              extra_headers: dict[str, str] | None = None) -> Result:
+    """Hammer ``http://url_host:port/path`` for ``duration`` seconds."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host_header or f'{url_host}:{port}'}"]
+    for name, value in (extra_headers or {}).items():
+        lines.append(f"{name}: {value}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    result = Result()
+    start = time.perf_counter()
+    deadline = start + duration
+    await asyncio.gather(*(_worker(url_host, port, request, deadline, result)
+                           for _ in range(connections)))
+    result.elapsed = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--path", default="/")
+    parser.add_argument("-c", "--connections", type=int, default=50)
+    parser.add_argument("-d", "--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    res = asyncio.run(run(args.host, args.port, args.path,
+                          connections=args.connections, duration=args.duration))
+    print(f"{res.rps:.0f} req/s p50={res.percentile(50):.2f}ms p99={res.percentile(99):.2f}ms "
+          f"errors={res.errors} statuses={res.statuses}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The Admin API (Starlette): Kong's entity endpoints, health, status and node info.
+
+Every write is validated and stored in a thread, then the worker builds and
+swaps in a new snapshot before the response is sent, so the change applies to
+the very next proxied request.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import __version__
+from .body import BodyError, read_body
+from .dao import Dao, Parent
+from .errors import ApiError, json_response, not_found
+from .health import health_view, set_health
+from .metrics import metrics_endpoint
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+log = logging.getLogger("kong_py.admin")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def kong_errors(fn: Endpoint) -> Endpoint:
+    """Turn every failure into Kong's JSON error body; never a traceback."""
+    async def wrapper(*args: Any) -> Response:
+        request: Request = args[-1]  # also used on methods: (self, request)
+        try:
+            return await fn(*args)
+        except ApiError as exc:
+            return json_response(exc.status, exc.body)
+        except BodyError as exc:
+            return json_response(exc.status, {"message": exc.message})
+        except Exception:
+            log.exception("Admin API error on %s %s", request.method, request.url.path)
+            return json_response(500, {"message": "An unexpected error occurred"})
+    return wrapper
+
+
+class AdminApi:
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+        self.dao = Dao(worker.store, worker.plugins)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await run_in_threadpool(fn, *args)
+
+    async def changed(self) -> None:
+        await self.worker.rebuild()
+
+    async def parent(self, request: Request, spec: tuple[str, str, str] | None) -> Parent | None:
+        """Resolve the parent of a nested endpoint: (path param, table, field)."""
+        if spec is None:
+            return None
+        param, table, field = spec
+        entity = await self.call(self.dao.find, table, request.path_params[param])
+        if entity is None:
+            raise not_found()
+        return Parent(field, entity)
+
+    # -- generic entity endpoints --------------------------------------------
+    def collection(self, table: str, parent: tuple[str, str, str] | None = None) -> Endpoint:
+        @kong_errors
+        async def endpoint(request: Request) -> Response:
+            owner = await self.parent(request, parent)
+            if request.method == "GET":
+                columns = {f"{owner.field}_id": owner.id} if owner else {}
+                data, token = await self.call(lambda: self.dao.page(table, dict(request.query_params), **columns))
+                nxt = None
+                if token:
+                    nxt = f"{request.url.path}?offset={token}"
+                    if "size" in request.query_params:
+                        nxt += f"&size={request.query_params['size']}"
+                    if "tags" in request.query_params:
+                        nxt += f"&tags={request.query_params['tags']}"
+                return json_response(200, {"data": [self.dao.present(table, e) for e in data],
+                                           "next": nxt, "offset": token})
+            payload = await read_body(request)
+            status, entity = await self.call(self.dao.create, table, payload, owner)
+            await self.changed()
+            return json_response(status, await self.call(self.dao.present, table, entity, True))
+        return endpoint
+
+    def item(self, table: str, param: str, parent: tuple[str, str, str] | None = None) -> Endpoint:
+        @kong_errors
+        async def endpoint(request: Request) -> Response:
+            owner = await self.parent(request, parent)
+            ident = request.path_params[param]
+            method = request.method
+            if method == "GET":
+                entity = await self.call(self.dao.get, table, ident, owner)
+                if owner is not None and table != "targets" and (entity.get(owner.field) or {}).get("id") != owner.id:
+                    raise not_found()
+                return json_response(200, await self.call(self.dao.present, table, entity, True))
+            if method == "DELETE":
+                await self.call(self.dao.delete, table, ident, owner)
+                await self.changed()
+                return json_response(204, None)
+            payload = await read_body(request)
+            if method == "PUT":
+                status, entity = await self.call(self.dao.upsert, table, ident, payload, owner)
+            else:
+                status, entity = 200, await self.call(self.dao.patch, table, ident, payload, owner)
+            await self.changed()
+            return json_response(status, await self.call(self.dao.present, table, entity, True))
+        return endpoint
+
+    # -- special endpoints ---------------------------------------------------
+    @kong_errors
+    async def root(self, request: Request) -> Response:
+        plugins = self.worker.plugins
+        available = {name: {"version": getattr(h, "VERSION", "0.0.0"), "priority": h.PRIORITY}
+                     for name, h in sorted(plugins.handlers.items())}
+        in_use = sorted({p["name"] for p in await self.call(self.worker.store.list, "plugins")})
+        config = self.worker.config
+        return json_response(200, {
+            "tagline": "Welcome to kong_py",
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "node_id": self.worker.node_id,
+            "pid": os.getpid(),
+            "plugins": {"available_on_server": available, "enabled_in_cluster": in_use},
+            "configuration": {
+                "proxy_listen": [str(config.proxy_listen)], "admin_listen": [str(config.admin_listen)],
+                "database": config.database, "prefix": str(config.prefix),
+                "plugins": list(config.plugins), "log_level": config.log_level,
+                "db_update_frequency": config.db_update_frequency, "workers": config.workers,
+            },
+            "algorithms": sorted(plugins.algorithms),
+        })
+
+    @kong_errors
+    async def status(self, request: Request) -> Response:
+        try:
+            version = await self.call(self.worker.store.version)
+            reachable = True
+        except Exception:
+            version, reachable = None, False
+        stats = self.worker.stats
+        return json_response(200 if reachable else 503, {
+            "database": {"reachable": reachable},
+            "server": {"total_requests": stats.total_requests, "in_flight": stats.in_flight},
+            "configuration_version": self.worker.snapshot.version,
+            "store_version": version,
+        })
+
+    @kong_errors
+    async def enabled_plugins(self, request: Request) -> Response:
+        return json_response(200, {"enabled_plugins": sorted(self.worker.plugins.handlers)})
+
+    @kong_errors
+    async def plugin_schema(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.worker.plugins.handlers:
+            raise ApiError(404, {"message": f"No plugin named '{name}'"})
+        return json_response(200, self.worker.plugins.schema_json(name))
+
+    @kong_errors
+    async def route_service(self, request: Request) -> Response:
+        route = await self.call(self.dao.get, "routes", request.path_params["route"])
+        if not route.get("service"):
+            raise not_found()
+        return json_response(200, await self.call(self.dao.get, "services", route["service"]["id"]))
+
+    @kong_errors
+    async def upstream_health(self, request: Request) -> Response:
+        upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
+        return json_response(200, health_view(self.worker, upstream, request.query_params))
+
+    def target_health(self, healthy: bool) -> Endpoint:
+        @kong_errors
+        async def endpoint(request: Request) -> Response:
+            upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
+            target = await self.call(self.dao.get, "targets", request.path_params["target"], Parent("upstream", upstream))
+            set_health(self.worker, target, healthy)
+            return json_response(204, None)
+        return endpoint
+
+
+def create_admin_app(worker: "Worker") -> Starlette:
+    api = AdminApi(worker)
+    entity = ("GET", "PUT", "PATCH", "DELETE")
+    listing = ("GET", "POST")
+    service_parent = ("service", "services", "service")
+    route_parent = ("route", "routes", "route")
+    upstream_parent = ("upstream", "upstreams", "upstream")
+    routes = [
+        Route("/", api.root, methods=["GET"]),
+        Route("/status", api.status, methods=["GET"]),
+        Route("/metrics", kong_errors(metrics_endpoint(worker)), methods=["GET"]),
+        Route("/services", api.collection("services"), methods=listing),
+        Route("/services/{service}", api.item("services", "service"), methods=entity),
+        Route("/services/{service}/routes", api.collection("routes", service_parent), methods=listing),
+        Route("/services/{service}/routes/{route}", api.item("routes", "route", service_parent), methods=entity),
+        Route("/services/{service}/plugins", api.collection("plugins", service_parent), methods=listing),
+        Route("/services/{service}/plugins/{plugin}", api.item("plugins", "plugin", service_parent), methods=entity),
+        Route("/routes", api.collection("routes"), methods=listing),
+        Route("/routes/{route}", api.item("routes", "route"), methods=entity),
+        Route("/routes/{route}/service", api.route_service, methods=["GET"]),
+        Route("/routes/{route}/plugins", api.collection("plugins", route_parent), methods=listing),
+        Route("/routes/{route}/plugins/{plugin}", api.item("plugins", "plugin", route_parent), methods=entity),
+        Route("/upstreams", api.collection("upstreams"), methods=listing),
+        Route("/upstreams/{upstream}", api.item("upstreams", "upstream"), methods=entity),
+        Route("/upstreams/{upstream}/health", api.upstream_health, methods=["GET"]),
+        Route("/upstreams/{upstream}/targets", api.collection("targets", upstream_parent), methods=listing),
+        Route("/upstreams/{upstream}/targets/all", api.collection("targets", upstream_parent), methods=["GET"]),
+        Route("/upstreams/{upstream}/targets/{target}/healthy", api.target_health(True), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}/unhealthy", api.target_health(False), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}", api.item("targets", "target", upstream_parent), methods=entity),
+        Route("/plugins", api.collection("plugins"), methods=listing),
+        Route("/plugins/enabled", api.enabled_plugins, methods=["GET"]),
+        Route("/plugins/schema/{name}", api.plugin_schema, methods=["GET"]),
+        Route("/schemas/plugins/{name}", api.plugin_schema, methods=["GET"]),
+        Route("/plugins/{plugin}", api.item("plugins", "plugin"), methods=entity),
+    ]
+    for extra in worker.plugins.admin_routes:
+        routes.append(Route(extra.path, kong_errors(extra.endpoint), methods=list(extra.methods)))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return json_response(404, {"message": "Not found"})
+        if exc.status_code == 405:
+            return json_response(405, {"message": "Method not allowed"})
+        return json_response(exc.status_code, {"message": exc.detail})
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -1,0 +1,2 @@
+"""Choosing a target: per-upstream balancers built with each snapshot, over
+runtime state (health, in-flight counts, latencies) that outlives snapshots."""

@@ -1,0 +1,29 @@
+"""The interface a load-balancing algorithm implements.
+
+Algorithms are registered by plugins (``register_algorithms`` hook). The
+gateway builds one instance per priority tier of an upstream each time the
+configuration changes, and asks it for a target per try.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from ..proxy.context import Context
+    from .target import TargetInfo
+
+#: ``factory(upstream, targets) -> Algorithm``; ``upstream`` is the entity dict,
+#: ``targets`` the tier's targets with weight > 0, in creation order.
+AlgorithmFactory = Callable[[dict[str, Any], Sequence["TargetInfo"]], "Algorithm"]
+
+
+class Algorithm(Protocol):
+    def pick(self, ctx: "Context | None", skip: Callable[["TargetInfo"], bool]) -> "TargetInfo | None":
+        """Choose a target for this try.
+
+        ``skip(target)`` is True for targets that must not be chosen now
+        (unhealthy, draining, cooling down, or already tried by this request);
+        return None when every target is skipped. Must cost O(1) or O(log n)
+        per call in the usual case.
+        """
+        ...

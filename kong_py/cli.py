@@ -1,0 +1,295 @@
+"""``gateway`` command line: start/stop/health/check/migrations/version.
+
+User mistakes (bad configuration, not running, already running) end with one
+``Error: ...`` line on stderr and exit status 1, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import inspect
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kong_py.config import ENV_PREFIX, Config, ConfigError, Listen, load_config
+
+START_TIMEOUT = 15.0  # seconds `start -d` waits for the health check to pass
+_POLL = 0.2
+
+
+class UserError(Exception):
+    """An expected failure reported as one ``Error:`` line (exit status 1)."""
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _read_pid(pid_path: Path) -> int | None:
+    """The pid in ``pid_path``, or None when missing or unreadable."""
+    try:
+        return int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a detached daemon may linger as a zombie if nobody reaps it
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _running_pid(config: Config) -> int | None:
+    pid = _read_pid(config.pid_path)
+    return pid if pid is not None and _pid_alive(pid) else None
+
+
+def _remove_pid_file(config: Config, pid: int) -> None:
+    """Remove the pid file only if it still names ``pid`` (never someone else's)."""
+    if _read_pid(config.pid_path) == pid:
+        config.pid_path.unlink(missing_ok=True)
+
+
+def _url(listen: Listen, path: str) -> str:
+    host = listen.connect_host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{listen.port}{path}"
+
+
+def _port_open(listen: Listen) -> bool:
+    """Whether something already accepts TCP connections on ``listen``."""
+    try:
+        socket.create_connection((listen.connect_host, listen.port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _probe(listen: Listen, path: str, timeout: float) -> tuple[int | None, str]:
+    """GET ``path`` on ``listen``: (status or None, human-readable outcome)."""
+    conn = http.client.HTTPConnection(listen.connect_host, listen.port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "kong_py-health"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, f"{resp.status} {resp.reason}"
+    except (OSError, http.client.HTTPException) as exc:
+        return None, f"unreachable ({exc or type(exc).__name__})"
+    finally:
+        conn.close()
+
+
+def _health(config: Config, timeout: float = 2.0, quiet: bool = False) -> bool:
+    """Admin ``/status`` must return 200; the proxy may answer with any status."""
+    admin_status, admin_msg = _probe(config.admin_listen, "/status", timeout)
+    proxy_status, proxy_msg = _probe(config.proxy_listen, "/", timeout)
+    if not quiet:
+        print(f"admin: {_url(config.admin_listen, '/status')} -> {admin_msg}")
+        print(f"proxy: {_url(config.proxy_listen, '/')} -> {proxy_msg}")
+    return admin_status == 200 and proxy_status is not None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    config = load_config(args.conf)
+    pid = _running_pid(config)
+    if pid is not None:
+        raise UserError(f"gateway is already running (pid {pid}, pid file {config.pid_path})")
+    if args.daemon:
+        return _start_daemon(config, args.conf)
+
+    from kong_py.server import serve  # lazy: keeps other commands independent of it
+
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    config.pid_path.write_text(f"{os.getpid()}\n")
+    try:
+        serve(config)
+    finally:
+        _remove_pid_file(config, os.getpid())
+    return 0
+
+
+def _start_daemon(config: Config, conf_file: str | None) -> int:
+    """Spawn a detached foreground ``start`` and wait until it is healthy."""
+    for name in ("proxy_listen", "admin_listen"):
+        listen: Listen = getattr(config, name)
+        if _port_open(listen):
+            raise UserError(f"{name} {listen} is already in use by another server")
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    error_log = config.log_dir / "error.log"
+    # Pass every parsed setting explicitly so the child cannot resolve them differently
+    # (e.g. a relative prefix) from what was validated here.
+    env = dict(os.environ)
+    env.update({ENV_PREFIX + k.upper(): v for k, v in config.conf_values().items()})
+    cmd = [sys.executable, "-m", "kong_py.cli", "start"]
+    if conf_file is not None:
+        cmd += ["-c", os.path.abspath(conf_file)]
+    with open(error_log, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True, close_fds=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return _start_failed(error_log, f"gateway exited with status {proc.returncode}")
+        if _health(config, timeout=1.0, quiet=True) and proc.poll() is None:
+            print("Gateway started")
+            return 0
+        time.sleep(_POLL)
+    proc.terminate()  # don't leave a half-started daemon behind
+    try:
+        proc.wait(config.graceful_timeout + 5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _remove_pid_file(config, proc.pid)
+    return _start_failed(error_log, f"gateway did not become healthy within {START_TIMEOUT:g}s")
+
+
+def _start_failed(error_log: Path, reason: str) -> int:
+    print(f"--- last lines of {error_log} ---\n{_tail(error_log)}", file=sys.stderr)
+    print(f"Error: {reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    config = load_config(args.conf)
+    pid = _read_pid(config.pid_path)
+    if pid is None:
+        raise UserError(f"gateway is not running (no pid file at {config.pid_path})")
+    if not _pid_alive(pid):
+        config.pid_path.unlink(missing_ok=True)
+        raise UserError(f"gateway is not running (removed stale pid file {config.pid_path})")
+    timeout = args.timeout if args.timeout is not None else config.graceful_timeout + 5
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            raise UserError(f"gateway (pid {pid}) did not stop within {timeout:g}s")
+        time.sleep(0.1)
+    _remove_pid_file(config, pid)
+    print("Gateway stopped")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    return 0 if _health(load_config(args.conf)) else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = args.file or args.conf
+    load_config(path)
+    print(f"configuration at {path or '(built-in defaults)'} is valid")
+    return 0
+
+
+def cmd_migrations(args: argparse.Namespace) -> int:
+    config = load_config(args.conf)
+    from kong_py.db.store import open_store  # lazy: written independently
+
+    result = open_store(config).migrate()
+    if inspect.isawaitable(result):
+        asyncio.run(result)  # type: ignore[arg-type]
+    print("migrations up to date")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"kong_py {_version()}")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kong_py")
+    except PackageNotFoundError:
+        import kong_py
+
+        return getattr(kong_py, "__version__", "unknown")
+
+
+# -- argument parsing -------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    conf = argparse.ArgumentParser(add_help=False)
+    conf.add_argument("-c", "--conf", metavar="FILE", help="configuration file (default: built-in defaults)")
+
+    parser = argparse.ArgumentParser(prog="gateway", description="kong_py API gateway")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("start", parents=[conf], help="start the gateway")
+    p.add_argument("-d", "--daemon", action="store_true", help="run in the background")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("stop", parents=[conf], help="stop a running gateway")
+    p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait (default: graceful_timeout + 5)")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("health", parents=[conf], help="check that both listeners answer")
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("check", parents=[conf], help="validate a configuration file")
+    p.add_argument("file", nargs="?", metavar="FILE")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("migrations", help="manage the database schema")
+    msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = msub.add_parser("up", parents=[conf], help="create or update tables")
+    up.set_defaults(func=cmd_migrations)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gateway`` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (ConfigError, UserError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. unwritable prefix: an environment problem, not a bug
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

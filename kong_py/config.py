@@ -1,0 +1,334 @@
+"""Gateway configuration: one immutable ``Config`` parsed once at start-up.
+
+Precedence, lowest to highest: built-in defaults, the ``key = value`` file
+(see ``conf/gateway.conf``), ``GATEWAY_<KEY>`` environment variables, keyword
+overrides. This is the only module that reads settings from the environment,
+so every other component receives a fully validated ``Config``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+__all__ = ["Config", "ConfigError", "Listen", "DEFAULTS", "ENV_PREFIX", "load_config"]
+
+ENV_PREFIX = "GATEWAY_"
+
+#: Built-in defaults, as the strings a configuration file would contain.
+DEFAULTS: dict[str, str] = {
+    "prefix": "./servroot",
+    "proxy_listen": "0.0.0.0:8000",
+    "admin_listen": "127.0.0.1:8001",
+    "database": "sqlite",
+    "pg_dsn": "postgresql://127.0.0.1:5432/kong",
+    "log_level": "info",
+    "plugins": "bundled",
+    "db_update_frequency": "5",
+    "workers": "1",
+    "graceful_timeout": "10",
+    "upstream_keepalive_idle_timeout": "60",
+    "retry_body_limit": "1048576",
+    "upstream_target_header": "X-Kong-Upstream-Target",
+    "access_log": "off",
+}
+
+# Kong's level names; "notice" sits between INFO and WARNING as in nginx.
+_LOG_LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO + 5,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "crit": logging.CRITICAL,
+}
+_WILDCARD_CONNECT = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_PLUGIN_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; ``str()`` is one line naming the offending key."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _invalid(key: str, expected: str, raw: str) -> ConfigError:
+    return ConfigError(f"invalid value for {key!r}: expected {expected}, got {raw!r}", key)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A ``host:port`` listen address; IPv6 hosts are stored without brackets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def connect_host(self) -> str:
+        """Where a local client should connect: wildcards mean loopback."""
+        return _WILDCARD_CONNECT.get(self.host, self.host)
+
+    def overlaps(self, other: Listen) -> bool:
+        """True when both cannot be bound at once (same port, same or wildcard host)."""
+        wild = set(_WILDCARD_CONNECT)
+        return self.port == other.port and (
+            self.host == other.host or self.host in wild or other.host in wild
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings; see ``conf/gateway.conf`` for what each one means."""
+
+    prefix: Path
+    proxy_listen: Listen
+    admin_listen: Listen
+    database: Literal["sqlite", "postgres"]
+    pg_dsn: str
+    log_level: str
+    plugins: tuple[str, ...]
+    db_update_frequency: float
+    workers: int
+    graceful_timeout: float
+    upstream_keepalive_idle_timeout: float
+    retry_body_limit: int
+    upstream_target_header: str | None
+    access_log: Path | None
+
+    @property
+    def db_path(self) -> Path:
+        return self.prefix / "gateway.db"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.prefix / "gateway.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.prefix / "logs"
+
+    @property
+    def logging_level(self) -> int:
+        """``log_level`` as a :mod:`logging` level number."""
+        return _LOG_LEVELS[self.log_level]
+
+    def conf_values(self) -> dict[str, str]:
+        """Settings rendered as configuration strings that parse back to this Config.
+
+        Lets the CLI hand the exact same settings to a daemonized child.
+        """
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = _render(value)
+        return out
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "off"
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "off"
+    return str(value)
+
+
+# -- value parsers ------------------------------------------------------------
+
+
+def _parse_listen(key: str, raw: str) -> Listen:
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", raw)
+    if not m:
+        raise _invalid(key, "host:port", raw)
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if m.group(1) is not None:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _invalid(key, "an IPv6 address inside [ ]", raw) from None
+    elif not _HOSTNAME_RE.match(host):
+        raise _invalid(key, "host:port", raw)
+    if not 1 <= port <= 65535:
+        raise _invalid(key, "a port between 1 and 65535", raw)
+    return Listen(host, port)
+
+
+def _parse_int(key: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid(key, f"an integer >= {minimum}", raw) from None
+    if value < minimum:
+        raise _invalid(key, f"an integer >= {minimum}", raw)
+    return value
+
+
+def _parse_float(key: str, raw: str, *, positive: bool) -> float:
+    expected = "a number > 0" if positive else "a number >= 0"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _invalid(key, expected, raw) from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise _invalid(key, expected, raw)
+    return value
+
+
+def _parse_choice(key: str, raw: str, choices: list[str]) -> str:
+    value = raw.lower()
+    if value not in choices:
+        raise _invalid(key, " | ".join(choices), raw)
+    return value
+
+
+def _parse_plugins(key: str, raw: str) -> tuple[str, ...]:
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    expected = "'bundled', 'off' or comma-separated plugin names"
+    if not names or not all(_PLUGIN_RE.match(n) for n in names):
+        raise _invalid(key, expected, raw)
+    if "off" in names:
+        if len(names) > 1:
+            raise _invalid(key, "'off' alone, not mixed with plugin names", raw)
+        return ()
+    return tuple(dict.fromkeys(names))  # de-duplicate, keep order
+
+
+def _parse_header(key: str, raw: str) -> str | None:
+    if raw.lower() == "off":
+        return None
+    if not _HEADER_RE.match(raw):
+        raise _invalid(key, "an HTTP header name or 'off'", raw)
+    return raw
+
+
+def _parse_path(key: str, raw: str, base: Path) -> Path:
+    if not raw:
+        raise _invalid(key, "a path", raw)
+    return Path(os.path.abspath(base / Path(raw).expanduser()))
+
+
+def _parse_nonempty(key: str, raw: str) -> str:
+    if not raw:
+        raise _invalid(key, "a non-empty string", raw)
+    return raw
+
+
+_SIMPLE: dict[str, Callable[[str, str], Any]] = {
+    "proxy_listen": _parse_listen,
+    "admin_listen": _parse_listen,
+    "database": lambda k, r: _parse_choice(k, r, ["sqlite", "postgres"]),
+    "pg_dsn": _parse_nonempty,
+    "log_level": lambda k, r: _parse_choice(k, r, list(_LOG_LEVELS)),
+    "plugins": _parse_plugins,
+    "db_update_frequency": lambda k, r: _parse_float(k, r, positive=True),
+    "workers": lambda k, r: _parse_int(k, r, 1),
+    "graceful_timeout": lambda k, r: _parse_float(k, r, positive=False),
+    "upstream_keepalive_idle_timeout": lambda k, r: _parse_float(k, r, positive=True),
+    "retry_body_limit": lambda k, r: _parse_int(k, r, 0),
+    "upstream_target_header": _parse_header,
+}
+
+
+# -- file reading ---------------------------------------------------------------
+
+
+def _strip_value(raw: str, where: str) -> str:
+    """Remove surrounding quotes and a trailing ``# comment`` (``\\#`` is a literal #)."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"'):
+        end = raw.find(raw[0], 1)
+        rest = raw[end + 1 :].strip() if end != -1 else ""
+        if end == -1 or (rest and not rest.startswith("#")):
+            raise ConfigError(f"{where}: unterminated or malformed quoted value")
+        return raw[1:end]
+    value, i = [], 0
+    while i < len(raw):
+        if raw.startswith("\\#", i):
+            value.append("#")
+            i += 2
+            continue
+        if raw[i] == "#":
+            break
+        value.append(raw[i])
+        i += 1
+    return "".join(value).strip()
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot read configuration file '{path}': {reason}") from None
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        key, sep, raw = stripped.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where}: expected 'key = value', got {stripped!r}")
+        if key not in DEFAULTS:
+            raise ConfigError(f"unknown configuration key {key!r} at {where}", key)
+        values[key] = _strip_value(raw, where)
+    return values
+
+
+def _override_to_str(key: str, value: Any) -> str:
+    if key not in DEFAULTS:
+        raise ConfigError(f"unknown configuration key {key!r}", key)
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple)):
+        return ",".join(value) if value else "off"
+    return _render(value)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Build the Config from defaults, ``path``, ``GATEWAY_*`` env, then ``overrides``.
+
+    With ``path=None`` only built-in defaults are used: ``conf/gateway.conf`` is a
+    documented template, not something read implicitly.
+    """
+    raw = dict(DEFAULTS)
+    if path is not None:
+        raw.update(_read_file(Path(path)))
+    environ = os.environ if env is None else env
+    for key in DEFAULTS:
+        value = environ.get(ENV_PREFIX + key.upper())
+        if value is not None:
+            raw[key] = value.strip()
+    for key, value in overrides.items():
+        raw[key] = _override_to_str(key, value)
+
+    parsed: dict[str, Any] = {k: parse(k, raw[k]) for k, parse in _SIMPLE.items()}
+    parsed["prefix"] = prefix = _parse_path("prefix", raw["prefix"], Path.cwd())
+    access_log = raw["access_log"]
+    parsed["access_log"] = (
+        None if access_log.lower() == "off" else _parse_path("access_log", access_log, prefix)
+    )
+    if parsed["proxy_listen"].overlaps(parsed["admin_listen"]):
+        raise ConfigError(
+            f"invalid value for 'admin_listen': {raw['admin_listen']!r} "
+            f"conflicts with proxy_listen {raw['proxy_listen']!r}",
+            "admin_listen",
+        )
+    return Config(**parsed)

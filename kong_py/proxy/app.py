@@ -1,0 +1,474 @@
+"""The proxy: a plain ASGI callable, no framework on the hot path.
+
+Per request: route, run access hooks, then for each try pick a target, run
+balancer hooks and call it; stream the answer back through header_filter and
+body_filter hooks; run log hooks. Everything that can be prepared is in the
+snapshot's RoutePlan.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+from yarl import URL
+
+from .. import __version__
+from .context import Context, Exit, Request, Response, UpstreamRequest
+from .headers import HOP_BY_HOP, connection_tokens
+
+if TYPE_CHECKING:
+    from ..balancer.target import TargetInfo
+    from ..snapshot import RoutePlan
+    from ..worker import Worker
+
+log = logging.getLogger("kong_py.proxy")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+VIA = f"1.1 kong_py/{__version__}"
+SERVER = f"kong_py/{__version__}".encode()
+JSON = b"application/json; charset=utf-8"
+
+MESSAGES = {
+    404: "no Route matched with those values",
+    500: "An unexpected error occurred",
+    502: "An invalid response was received from the upstream server",
+    503: "failure to get a peer from the ring-balancer",
+    504: "The upstream server is timing out",
+}
+
+
+class UpstreamFailure(Exception):
+    """A try that got no usable response: ``kind`` is connect, timeout or read."""
+
+    def __init__(self, kind: str, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.status = status
+
+
+class Proxy:
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+        config = worker.config
+        self.body_limit = config.retry_body_limit
+        self.target_header = config.upstream_target_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        stats = self.worker.stats
+        stats.total_requests += 1
+        stats.in_flight += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            stats.in_flight -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        snapshot = self.worker.snapshot
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        host = ""
+        for name, value in raw_headers:
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        header_map = _header_map(raw_headers) if snapshot.router_uses_headers else None
+        match = snapshot.router.match(scope["method"], host, scope["path"], header_map)
+        if match is None:
+            await _send_message(send, 404, MESSAGES[404])
+            return
+        plan = match.value
+        ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path)
+        chain = plan.chain
+        try:
+            for call in chain.access:
+                result = call.call(ctx, call.conf)
+                if call.is_async:
+                    await result
+        except Exit:
+            pass
+        if ctx.exit_response is None:
+            if plan.balancer is None:
+                ctx.exit_response = _error(503, "no Service found with those values")
+                await self._respond(ctx, plan, send)
+            else:
+                await self._forward(ctx, plan, scope, receive, send)
+        else:
+            await self._respond(ctx, plan, send)
+        for call in chain.log:
+            try:
+                result = call.call(ctx, call.conf)
+                if call.is_async:
+                    await result
+            except Exception:
+                log.exception("log hook of plugin %s failed", call.name)
+
+    # -- request preparation ----------------------------------------------
+    def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str,
+                 raw_headers: list[tuple[bytes, bytes]], matched_path: str | None) -> Context:
+        client = scope.get("client") or ("", 0)
+        server = scope.get("server") or ("", 0)
+        query = scope["query_string"].decode("latin-1")
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        headers: CIMultiDict[str] = CIMultiDict()
+        drop = HOP_BY_HOP
+        for name, value in raw_headers:
+            if name == b"connection":
+                drop = HOP_BY_HOP | connection_tokens(value)
+        upstream_headers: CIMultiDict[str] = CIMultiDict()
+        forwarded_for = None
+        for name, value in raw_headers:
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            headers.add(key, text)
+            if name in drop or name == b"host":
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = text if forwarded_for is None else f"{forwarded_for}, {text}"
+                continue
+            if name.startswith(b"x-forwarded-") or name == b"x-real-ip":
+                continue  # the gateway sets these; clients are not trusted
+            upstream_headers.add(key, text)
+        scheme = scope.get("scheme", "http")
+        request = Request(scope["method"], scheme, scope["path"], raw_path, query, headers,
+                          client[0], client[1], host, server[1])
+        client_ip = client[0]
+        upstream_headers["X-Forwarded-For"] = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
+        upstream_headers["X-Forwarded-Proto"] = scheme
+        upstream_headers["X-Forwarded-Host"] = _strip_port(host) if host else ""
+        upstream_headers["X-Forwarded-Port"] = str(server[1])
+        upstream_headers["X-Real-IP"] = client_ip
+        if matched_path and plan.strip_path and not matched_path.startswith("~"):
+            upstream_headers["X-Forwarded-Prefix"] = matched_path
+        upstream_headers.add("Via", VIA)
+        path = _upstream_path(plan, raw_path, scope["path"], matched_path)
+        ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
+                      plan.route, plan.service, plan.upstream, self.worker)
+        ctx._body_reader = lambda: _read_all(receive)
+        return ctx
+
+    # -- the upstream call -------------------------------------------------
+    async def _forward(self, ctx: Context, plan: "RoutePlan", scope: Scope, receive: Receive, send: Send) -> None:
+        upstream_request = ctx.upstream_request
+        max_tries = plan.retries + 1
+        data: bytes | AsyncIterator[bytes] | None = None
+        if upstream_request.body is not None:
+            data = upstream_request.body
+        elif ctx.body is not None:
+            data = ctx.body
+        elif _has_body(ctx.request.headers):
+            buffered, complete = await _read_limited(receive, self.body_limit)
+            if complete:
+                data = ctx.body = buffered
+            else:
+                data = _replay(buffered, receive)
+                max_tries = 1  # a streamed body cannot be sent twice
+        base_headers = upstream_request.headers
+        base_path = upstream_request.path
+        tried: list[TargetInfo] = []
+        failure: UpstreamFailure | None = None
+        chain = plan.chain
+        balancer = plan.balancer
+        session = self.worker.session(plan.proxy_url)
+        while len(tried) < max_tries:
+            target = balancer.pick(ctx, tried)
+            if target is None:
+                break
+            tried.append(target)
+            ctx.target = target
+            if target.headers or chain.balancer:
+                upstream_request.headers = headers = base_headers.copy()
+                for name, value in target.headers:
+                    headers[name] = value
+            upstream_request.path = target.path or base_path
+            try:
+                for call in chain.balancer:
+                    result = call.call(ctx, call.conf)
+                    if call.is_async:
+                        await result
+            except Exit:
+                await self._respond(ctx, plan, send)
+                return
+            upstream_request.headers["Host"] = _host_header(ctx, plan, target)
+            scheme = target.protocol or plan.protocol
+            url = f"{scheme}://{target.host_header if target.protocol else _host_port(target)}{upstream_request.path}"
+            if upstream_request.query_string:
+                url = f"{url}?{upstream_request.query_string}"
+            body = upstream_request.body if upstream_request.body is not None else data
+            runtime = target.runtime
+            runtime.in_flight += 1
+            started = time.monotonic()
+            ctx.upstream_started_at = started
+            try:
+                response = await session.request(
+                    upstream_request.method, URL(url, encoded=True), headers=upstream_request.headers,
+                    data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
+            except Exception as exc:  # every failure of a try is classified, none escapes
+                runtime.in_flight -= 1
+                failure = _classify(exc)
+                ctx.tries.append({"target": target.target, "error": failure.kind,
+                                  "latency": time.monotonic() - started})
+                if failure.kind == "read":
+                    break  # the request may have been processed: never replay it
+                continue
+            ctx.upstream_ttfb = time.monotonic() - started
+            ctx.tries.append({"target": target.target, "status": response.status, "latency": ctx.upstream_ttfb})
+            try:
+                await self._relay(ctx, plan, response, receive, send)
+            finally:
+                runtime.in_flight -= 1
+                response.release()
+            return
+        if failure is not None:
+            ctx.exit_response = _error(failure.status, MESSAGES[failure.status])
+        else:
+            ctx.exit_response = _error(503, MESSAGES[503])
+        ctx.target = None if failure is None else ctx.target
+        await self._respond(ctx, plan, send)
+
+    # -- responses -------------------------------------------------------
+    async def _relay(self, ctx: Context, plan: "RoutePlan", response: aiohttp.ClientResponse,
+                     receive: Receive, send: Send) -> None:
+        """Send the upstream's response: headers through header_filter, body streamed."""
+        chain = plan.chain
+        raw = response.raw_headers
+        drop = HOP_BY_HOP
+        for name, value in raw:
+            if name.lower() == b"connection":
+                drop = HOP_BY_HOP | connection_tokens(value)
+        headers = [(n, v) for n, v in raw if n.lower() not in drop]
+        headers.extend(self._gateway_headers(ctx))
+        ctx.response = Response(response.status, headers, "upstream")
+        if chain.header_filter:
+            await _run_header_filter(ctx, chain)
+        headers = ctx.response.raw_headers()
+        known_length = response.content_length is not None
+        if chain.body_filter:
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+        await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
+        if known_length and not chain.body_filter:
+            await _stream(ctx, chain, response, send)
+            return
+        # unknown length (chunked, SSE): stop when the client goes away
+        streaming = asyncio.ensure_future(_stream(ctx, chain, response, send))
+        watcher = asyncio.ensure_future(_client_gone(receive))
+        try:
+            await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not streaming.done():
+                streaming.cancel()
+                ctx.vars["client_aborted"] = True
+                response.close()
+                try:
+                    await streaming
+                except (asyncio.CancelledError, Exception):
+                    pass
+            watcher.cancel()
+        if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+            raise streaming.exception()  # type: ignore[misc]
+
+    def _gateway_headers(self, ctx: Context) -> list[tuple[bytes, bytes]]:
+        out = [(b"via", VIA.encode())]
+        if ctx.upstream_ttfb is not None:
+            out.append((b"x-kong-upstream-latency", str(int(ctx.upstream_ttfb * 1000)).encode()))
+            proxy_ms = int(((ctx.upstream_started_at or ctx.started_at) - ctx.started_at) * 1000)
+            out.append((b"x-kong-proxy-latency", str(proxy_ms).encode()))
+        if self.target_header and ctx.target is not None:
+            out.append((self.target_header.encode(), ctx.target.target.encode()))
+            out.append((b"x-kong-upstream-tries", str(len(ctx.tries)).encode()))
+        return out
+
+    async def _respond(self, ctx: Context, plan: "RoutePlan", send: Send) -> None:
+        """Send a response produced by the gateway or a plugin's ``ctx.exit``."""
+        assert ctx.exit_response is not None
+        status, body, extra = ctx.exit_response
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+        headers.append((b"server", SERVER))
+        headers.extend(self._gateway_headers(ctx))
+        ctx.response = Response(status, headers, "exit")
+        chain = plan.chain
+        if chain.header_filter:
+            await _run_header_filter(ctx, chain)
+        if chain.body_filter:
+            body = await _filter(ctx, chain, body) + await _filter(ctx, chain, b"")
+        headers = [(n, v) for n, v in ctx.response.raw_headers() if n.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _run_header_filter(ctx: Context, chain: Any) -> None:
+    for call in chain.header_filter:
+        try:
+            result = call.call(ctx, call.conf)
+            if call.is_async:
+                await result
+        except Exit:
+            log.warning("plugin %s called ctx.exit() in header_filter; ignored", call.name)
+
+
+async def _filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
+    for call in chain.body_filter:
+        result = call.call(ctx, call.conf, chunk)
+        chunk = (await result) if call.is_async else result
+        if chunk is None:
+            chunk = b""
+    return chunk
+
+
+async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, send: Send) -> None:
+    filters = chain.body_filter
+    async for chunk in response.content.iter_any():
+        if filters:
+            chunk = await _filter(ctx, chain, chunk)
+            if not chunk:
+                continue
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    tail = await _filter(ctx, chain, b"") if filters else b""
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _client_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _classify(exc: BaseException) -> UpstreamFailure:
+    """Map a failed try to the status the client gets and whether it may be retried."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamFailure("connect", 504, "connect timeout")
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return UpstreamFailure("timeout", 504, "read timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamFailure("connect", 502, "connection refused")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        # a reused keep-alive connection closed under us: the request never arrived
+        return UpstreamFailure("connect", 502, "connection reset")
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamFailure("read", 502, str(exc))
+    log.error("unexpected error calling upstream: %r", exc)
+    return UpstreamFailure("read", 502, "unexpected error")
+
+
+def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+    return status, orjson.dumps({"message": message}), [("Content-Type", JSON.decode())]
+
+
+async def _send_message(send: Send, status: int, message: str) -> None:
+    body = orjson.dumps({"message": message})
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", JSON), (b"content-length", str(len(body)).encode()), (b"server", SERVER)]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in raw:
+        out.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    return out
+
+
+def _has_body(headers: CIMultiDict[str]) -> bool:
+    length = headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in headers
+
+
+async def _read_all(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def _read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the body up to ``limit`` bytes; (data, True) when that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), True
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+async def _replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:
+    """A body too large to buffer: what was read, then the rest as it arrives."""
+    yield prefix
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body"):
+            return
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def _host_port(target: "TargetInfo") -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}"
+
+
+def _host_header(ctx: Context, plan: "RoutePlan", target: "TargetInfo") -> str:
+    if plan.preserve_host and ctx.request.host:
+        return ctx.request.host
+    if plan.host_header:
+        return plan.host_header
+    if target.protocol:
+        return target.host_header
+    default = 443 if plan.protocol == "https" else 80
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+def _upstream_path(plan: "RoutePlan", raw_path: str, path: str, matched: str | None) -> str:
+    """Kong's path joining: service path + the request path, stripped of the matched prefix."""
+    rest = raw_path
+    if plan.strip_path and matched:
+        if raw_path.startswith(matched):
+            rest = raw_path[len(matched):]
+        elif path.startswith(matched):
+            from urllib.parse import quote
+            rest = quote(path[len(matched):], safe="/%:@!$&'()*+,;=-._~")
+    base = plan.service_path
+    if not base or base == "/":
+        return rest if rest.startswith("/") else "/" + rest
+    if not rest or rest == "/":
+        return base + ("/" if rest == "/" and not base.endswith("/") else "")
+    return base.rstrip("/") + (rest if rest.startswith("/") else "/" + rest)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

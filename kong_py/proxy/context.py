@@ -1,0 +1,156 @@
+"""The per-request context: the public surface plugins use.
+
+Plugins read the client's request, edit the request that goes upstream, edit
+the response, keep per-request values in ``ctx.vars`` and may answer early
+with ``ctx.exit()``. They never reach into gateway internals.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import parse_qsl
+
+import orjson
+from multidict import CIMultiDict
+
+if TYPE_CHECKING:
+    from ..balancer.target import TargetInfo
+
+
+class Request:
+    """The client's request as received (read-only by convention)."""
+
+    __slots__ = ("method", "scheme", "path", "raw_path", "query_string", "headers", "client_ip",
+                 "client_port", "host", "port", "_query")
+
+    def __init__(self, method: str, scheme: str, path: str, raw_path: str, query_string: str,
+                 headers: CIMultiDict[str], client_ip: str, client_port: int, host: str, port: int) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.path = path
+        self.raw_path = raw_path
+        self.query_string = query_string
+        self.headers = headers
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.host = host
+        self.port = port
+        self._query: list[tuple[str, str]] | None = None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """Decoded query arguments in order (parsed on first use)."""
+        if self._query is None:
+            self._query = parse_qsl(self.query_string, keep_blank_values=True)
+        return self._query
+
+    def get_query_arg(self, name: str) -> str | None:
+        for key, value in self.query:
+            if key == name:
+                return value
+        return None
+
+
+class UpstreamRequest:
+    """What will be sent to the target; access and balancer hooks edit it.
+
+    ``path`` is the path sent upstream (already percent-encoded);
+    ``body`` is None to forward the client's body, or bytes to replace it.
+    """
+
+    __slots__ = ("method", "path", "query_string", "headers", "body")
+
+    def __init__(self, method: str, path: str, query_string: str, headers: CIMultiDict[str]) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.body: bytes | None = None
+
+
+class Response:
+    """The response on its way to the client (``header_filter`` edits it).
+
+    ``headers`` is built on first use, so routes whose plugins never look at
+    response headers pass the upstream's raw headers through untouched.
+    """
+
+    __slots__ = ("status", "source", "_raw", "_headers")
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], source: str) -> None:
+        self.status = status
+        #: "upstream" when it came from a target, "exit" from a plugin or the gateway
+        self.source = source
+        self._raw = raw_headers
+        self._headers: CIMultiDict[str] | None = None
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        if self._headers is None:
+            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw)
+        return self._headers
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as sent on the wire."""
+        if self._headers is None:
+            return self._raw
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
+
+
+class Exit(Exception):
+    """Raised by ``ctx.exit`` to stop the current phase at once."""
+
+
+class Context:
+    """Everything about one request that plugins may use."""
+
+    __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
+                 "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
+                 "exit_response", "body", "worker", "_body_reader")
+
+    def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
+                 service: dict[str, Any] | None, upstream: dict[str, Any] | None, worker: Any) -> None:
+        self.request = request
+        self.upstream_request = upstream_request
+        self.response: Response | None = None
+        self.route = route
+        self.service = service
+        self.upstream = upstream
+        self.target: TargetInfo | None = None
+        self.tries: list[dict[str, Any]] = []
+        self.vars: dict[str, Any] = {}
+        self.started_at = time.monotonic()
+        self.upstream_started_at: float | None = None
+        self.upstream_ttfb: float | None = None
+        self.exit_response: tuple[int, bytes, list[tuple[str, str]]] | None = None
+        #: the client's body when it was read (buffered for retries), else None
+        self.body: bytes | None = None
+        self.worker = worker
+        self._body_reader: Callable[[], Awaitable[bytes]] | None = None
+
+    def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        """Answer the client now with ``status`` and ``body`` (dict/list → JSON, str → text).
+
+        Stops the current phase; later access hooks and the upstream call are skipped.
+        """
+        out_headers = list((headers or {}).items())
+        if body is None:
+            data = b""
+        elif isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str):
+            data = body.encode()
+            if not any(k.lower() == "content-type" for k, _ in out_headers):
+                out_headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        else:
+            data = orjson.dumps(body)
+            if not any(k.lower() == "content-type" for k, _ in out_headers):
+                out_headers.append(("Content-Type", "application/json; charset=utf-8"))
+        self.exit_response = (status, data, out_headers)
+        raise Exit()
+
+    async def read_body(self) -> bytes:
+        """The client's whole request body (read once, kept for retries)."""
+        if self.body is None:
+            self.body = await self._body_reader() if self._body_reader else b""
+        return self.body

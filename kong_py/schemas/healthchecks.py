@@ -1,0 +1,110 @@
+"""Kong's ``healthchecks`` record with Kong's defaults, and the seeds' short form.
+
+The seeds' ``health_checks {passive, path, interval, threshold, headers}`` is a
+shorthand: it is mapped onto the full record so there is one source of truth.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from .base import Schema, _as_list, at_least, between
+
+Number = int | float
+Interval = Annotated[Number, between(0, 65535)]
+Count = Annotated[int, between(0, 255)]
+Statuses = Annotated[list[Annotated[int, between(100, 999)]], BeforeValidator(_as_list)]
+
+
+class ActiveHealthy(Schema):
+    interval: Interval = 0
+    http_statuses: Statuses = Field(default_factory=lambda: [200, 302])
+    successes: Count = 0
+
+
+class ActiveUnhealthy(Schema):
+    interval: Interval = 0
+    http_statuses: Statuses = Field(default_factory=lambda: [429, 404, 500, 501, 502, 503, 504, 505])
+    tcp_failures: Count = 0
+    timeouts: Count = 0
+    http_failures: Count = 0
+
+
+class Active(Schema):
+    type: Literal["tcp", "http", "https", "grpc", "grpcs"] = "http"
+    timeout: Annotated[Number, at_least(0)] = 1
+    concurrency: Annotated[int, between(1, 2147483648)] = 10
+    http_path: str = "/"
+    https_sni: str | None = None
+    https_verify_certificate: bool = True
+    headers: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] | None = None
+    healthy: ActiveHealthy = Field(default_factory=ActiveHealthy)
+    unhealthy: ActiveUnhealthy = Field(default_factory=ActiveUnhealthy)
+
+
+class PassiveHealthy(Schema):
+    http_statuses: Statuses = Field(default_factory=lambda: [
+        200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+        300, 301, 302, 303, 304, 305, 306, 307, 308])
+    successes: Count = 0
+
+
+class PassiveUnhealthy(Schema):
+    http_statuses: Statuses = Field(default_factory=lambda: [429, 500, 503])
+    tcp_failures: Count = 0
+    timeouts: Count = 0
+    http_failures: Count = 0
+
+
+class Passive(Schema):
+    type: Literal["tcp", "http", "https", "grpc", "grpcs"] = "http"
+    healthy: PassiveHealthy = Field(default_factory=PassiveHealthy)
+    unhealthy: PassiveUnhealthy = Field(default_factory=PassiveUnhealthy)
+
+
+class Healthchecks(Schema):
+    active: Active = Field(default_factory=Active)
+    passive: Passive = Field(default_factory=Passive)
+    threshold: Annotated[Number, between(0, 100)] = 0
+
+
+class HealthChecksShort(Schema):
+    """The seeds' ``health_checks`` object."""
+
+    passive: bool | None = None
+    path: str | None = None
+    interval: Interval | None = None
+    threshold: Annotated[int, between(0, 255)] | None = None
+    headers: dict[str, str] | None = None
+
+
+def apply_short_form(healthchecks: dict[str, Any], short: HealthChecksShort) -> dict[str, Any]:
+    """Map the seeds' short form onto Kong's nested record (in place, returned).
+
+    ``threshold`` is the number of consecutive failures that marks a target
+    unhealthy and of successes that brings it back; ``interval`` turns active
+    probing on at that period, on ``path`` (default ``/``) with ``headers``;
+    ``passive: true`` turns passive checking on with the same threshold.
+    """
+    active = healthchecks["active"]
+    passive = healthchecks["passive"]
+    threshold = short.threshold if short.threshold is not None else 3
+    if short.path is not None:
+        active["http_path"] = short.path
+    if short.headers is not None:
+        active["headers"] = {k: [v] for k, v in short.headers.items()}
+    if short.interval:
+        active["healthy"]["interval"] = short.interval
+        active["unhealthy"]["interval"] = short.interval
+        active["healthy"]["successes"] = threshold
+        active["unhealthy"]["http_failures"] = threshold
+        active["unhealthy"]["tcp_failures"] = threshold
+        active["unhealthy"]["timeouts"] = threshold
+    if short.passive is not None:
+        count = threshold if short.passive else 0
+        passive["healthy"]["successes"] = count
+        passive["unhealthy"]["http_failures"] = count
+        passive["unhealthy"]["tcp_failures"] = count
+        passive["unhealthy"]["timeouts"] = count
+    return healthchecks

@@ -1,0 +1,150 @@
+"""The Target entity: one backend (host:port or LLM provider) of an upstream."""
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from .base import Schema, StrList, Tags, at_least, between, is_hostname
+from .providers import PROVIDER_HOSTS
+
+DEFAULT_PORT = 8000
+SECRET_FIELDS = ("header_value", "param_value", "aws_access_key_id", "aws_secret_access_key",
+                 "aws_session_token", "azure_client_secret", "gcp_service_account_json")
+
+
+class Credentials(Schema):
+    """How the gateway authenticates to this target. Values are secrets."""
+
+    header_name: str | None = None
+    header_value: str | None = None
+    param_name: str | None = None
+    param_value: str | None = None
+    param_location: Literal["query", "body"] | None = None
+    allow_override: bool = Field(False, validation_alias=AliasChoices("allow_override", "callow_override"))
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region: str | None = None
+    aws_service: str | None = None
+    azure_client_id: str | None = None
+    azure_client_secret: str | None = None
+    azure_tenant_id: str | None = None
+    azure_use_managed_identity: bool = False
+    gcp_service_account_json: str | None = None
+    gcp_use_service_account: bool = False
+
+    def pair_errors(self) -> dict[str, str]:
+        """A credential name without its value (or the reverse) is incomplete."""
+        errors: dict[str, str] = {}
+        for name, value in (("header_name", "header_value"), ("param_name", "param_value")):
+            if getattr(self, name) is not None and getattr(self, value) is None:
+                errors[value] = "required field missing"
+            elif getattr(self, value) is not None and getattr(self, name) is None:
+                errors[name] = "required field missing"
+        if self.param_name is not None and self.param_location is None:
+            self.param_location = "query"
+        return errors
+
+
+def split_target(target: str) -> tuple[str, int | None]:
+    """Parse Kong's ``host[:port]`` (IPv6 in brackets); port is None when omitted."""
+    text = target.strip()
+    invalid = ValueError(f"Invalid target ('{target}'); not a valid hostname or ip address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise invalid
+        port_text = rest[1:] if rest else None
+        _check_host(host, target, ipv6=True)
+    elif text.count(":") > 1:
+        _check_host(text, target, ipv6=True)  # a bare IPv6 address
+        return text, None
+    else:
+        host, sep, port_text = text.partition(":")
+        port_text = port_text if sep else None
+        _check_host(host, target)
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise invalid
+    return host, int(port_text)
+
+
+def _check_host(host: str, original: str, ipv6: bool = False) -> None:
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host)
+            return
+        except ValueError:
+            raise ValueError(f"Invalid target ('{original}'); not a valid hostname or ip address") from None
+    if not is_hostname(host):
+        raise ValueError(f"Invalid target ('{original}'); not a valid hostname or ip address")
+
+
+def _default_port(protocol: str | None, field: str) -> int:
+    """Kong's ``target`` defaults to 8000; the seeds' ``host`` to the protocol's port."""
+    if field == "host" and protocol is not None:
+        return 443 if protocol == "https" else 80
+    return DEFAULT_PORT
+
+
+def join_target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Target(Schema):
+    target: str | None = None
+    host: str | None = None
+    port: Annotated[int, between(1, 65535)] | None = None
+    protocol: Literal["http", "https"] | None = None
+    path: str | None = None
+    weight: Annotated[int, between(0, 65535)] = 100
+    priority: Annotated[int, at_least(0)] = 1
+    backup: bool = False
+    provider: str | None = None
+    headers: dict[str, str] | None = None
+    default_model: str | None = None
+    models: StrList | None = None
+    credentials: Credentials | None = None
+    upstream: dict[str, Any] | None = None
+    tags: Tags = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("should start with: /")
+        return value
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: int) -> int:
+        if value > 65535:
+            raise ValueError("value should be between 0 and 65535")
+        return value
+
+    def normalize(self) -> dict[str, Any]:
+        """Fill ``target``/``host``/``port`` from each other; errors keyed by field."""
+        errors: dict[str, Any] = {}
+        if self.target is not None or self.host is not None:
+            field = "target" if self.target is not None else "host"
+            try:
+                host, port = split_target(self.target if self.target is not None else self.host)
+            except ValueError as exc:
+                return {field: str(exc)}
+            self.host = host
+            self.port = port or self.port or _default_port(self.protocol, field)
+        elif self.provider is not None and self.provider.lower() in PROVIDER_HOSTS:
+            self.host = PROVIDER_HOSTS[self.provider.lower()]
+            self.port = self.port or 443
+            self.protocol = self.protocol or "https"
+        else:
+            return {"target": "required field missing"}
+        self.target = join_target(self.host, self.port)
+        if self.credentials is not None and (cred_errors := self.credentials.pair_errors()):
+            errors["credentials"] = cred_errors
+        if self.default_model is not None and self.models and self.default_model not in self.models:
+            errors["default_model"] = "must be one of the target's models"
+        return errors

@@ -1,0 +1,129 @@
+"""Runs the gateway: the proxy and Admin API servers of each worker process,
+graceful shutdown, and the worker processes themselves."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any, Iterator
+
+import uvicorn
+
+from .config import Config, Listen
+from .db.store import open_store
+from .plugin_manager import PluginManager, PluginLoadError
+from .worker import Worker
+
+log = logging.getLogger("kong_py")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the gateway (two servers share a loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(config: Config) -> None:
+    """Run the gateway in the foreground until SIGINT or SIGTERM."""
+    _setup_logging(config)
+    store = open_store(config)
+    store.migrate()
+    store.close()
+    try:
+        PluginManager(config.plugins)  # fail before binding when a plugin is missing
+    except PluginLoadError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+    proxy_sock = _bind(config.proxy_listen)
+    admin_sock = _bind(config.admin_listen)
+    log.info("proxy listening on %s, Admin API on %s, %d worker(s)", config.proxy_listen,
+             config.admin_listen, config.workers)
+    if config.workers == 1:
+        _run_worker(config, proxy_sock, admin_sock)
+        return
+    children = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _run_worker(config, proxy_sock, admin_sock)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        while True:
+            try:
+                os.waitpid(child, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+
+
+def _run_worker(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
+        runner = asyncio.run
+    runner(_worker_main(config, proxy_sock, admin_sock))
+
+
+async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
+    from .admin.app import create_admin_app
+    from .proxy.app import Proxy
+
+    store = open_store(config)
+    plugins = PluginManager(config.plugins)
+    worker = Worker(config, store, plugins)
+    await worker.start()
+    common: dict[str, Any] = dict(lifespan="off", log_level=config.logging_level, access_log=False,
+                                  timeout_graceful_shutdown=config.graceful_timeout, loop="none",
+                                  http="httptools", ws="none")
+    proxy = _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common))
+    admin = _Server(uvicorn.Config(create_admin_app(worker), **common))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        proxy.should_exit = True
+        admin.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    try:
+        await asyncio.gather(proxy.serve(sockets=[proxy_sock]), admin.serve(sockets=[admin_sock]))
+    finally:
+        await worker.stop()
+        store.close()
+        log.info("worker %d stopped", os.getpid())
+
+
+def _bind(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"Error: cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(level=config.logging_level, stream=sys.stderr,
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")

@@ -1,0 +1,121 @@
+"""One worker's state: the current snapshot, runtime state, HTTP client pools,
+background tasks, and how a new snapshot replaces the old one."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, Coroutine
+
+import aiohttp
+
+from .balancer.runtime import Runtime
+from .config import Config
+from .db.store import Store
+from .plugin_manager import PluginManager
+from .snapshot import Snapshot, build_snapshot
+
+log = logging.getLogger("kong_py.worker")
+
+#: headers aiohttp would otherwise add on its own; a proxy sends only what the client sent
+_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class Stats:
+    """Counters the proxy bumps (plain integers: nothing on the hot path formats)."""
+
+    __slots__ = ("total_requests", "in_flight")
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.in_flight = 0
+
+
+class Worker:
+    def __init__(self, config: Config, store: Store, plugins: PluginManager,
+                 runtime: Runtime | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.plugins = plugins
+        self.runtime = runtime or Runtime()
+        self.snapshot: Snapshot = build_snapshot(
+            {"version": 0, "services": [], "routes": [], "upstreams": [], "targets": [], "plugins": []},
+            plugins, self.runtime)
+        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._rebuild_lock = asyncio.Lock()
+        self.stats = Stats()
+        self.node_id = _node_id(config)
+
+    async def start(self) -> None:
+        await self.rebuild()
+        self.spawn(self._poll())
+        for impl in self.plugins.pm.hook.init_worker.get_hookimpls():
+            try:
+                impl.function(**({"worker": self} if "worker" in impl.argnames else {}))
+            except Exception:
+                log.exception("init_worker of plugin %s failed", impl.plugin_name)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task for the worker's lifetime (cancelled at stop)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def session(self, proxy_url: str | None) -> aiohttp.ClientSession:
+        """The pooled client for direct traffic or for one forward proxy."""
+        session = self._sessions.get(proxy_url)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=self.config.upstream_keepalive_idle_timeout,
+                                             ttl_dns_cache=10)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                            skip_auto_headers=_NO_AUTO_HEADERS, cookie_jar=aiohttp.DummyCookieJar())
+            self._sessions[proxy_url] = session
+        return session
+
+    async def rebuild(self) -> None:
+        """Read the store and swap in a new snapshot (never an older one)."""
+        async with self._rebuild_lock:
+            data = await asyncio.to_thread(self.store.dump)
+            if data["version"] == self.snapshot.version and self.snapshot.version:
+                return
+            self.snapshot = build_snapshot(data, self.plugins, self.runtime)
+            log.debug("configuration version %s loaded", data["version"])
+
+    async def _poll(self) -> None:
+        """Notice changes written by other workers or nodes sharing the store."""
+        while True:
+            await asyncio.sleep(self.config.db_update_frequency)
+            try:
+                version = await asyncio.to_thread(self.store.version)
+                if version != self.snapshot.version:
+                    await self.rebuild()
+            except Exception:
+                log.exception("could not refresh the configuration; keeping the current one")
+
+
+def _node_id(config: Config) -> str:
+    """A node id that survives restarts (kept in the prefix, as Kong does)."""
+    path = config.prefix / "node.id"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    node = str(uuid.uuid4())
+    try:
+        config.prefix.mkdir(parents=True, exist_ok=True)
+        path.write_text(node)
+    except OSError:
+        pass
+    return node

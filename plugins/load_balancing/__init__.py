@@ -1,0 +1,4 @@
+"""The ``load-balancing`` plugin: the bundled balancing algorithms."""
+from .handler import LoadBalancing
+
+plugin = LoadBalancing()

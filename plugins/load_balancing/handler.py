@@ -1,0 +1,19 @@
+"""Registers the bundled load-balancing algorithms."""
+from __future__ import annotations
+
+from typing import Callable
+
+from kong_py.hookspecs import hookimpl
+
+from .round_robin import RoundRobin
+
+
+class LoadBalancing:
+    name = "load-balancing"
+    PRIORITY = 0
+    VERSION = "0.1.0"
+
+    @hookimpl
+    def register_algorithms(self, register: Callable[..., None]) -> None:
+        register("round-robin", RoundRobin, aliases=("round_robin",))
+        register("weighted-round-robin", RoundRobin, aliases=("weighted", "weighted_round_robin"))
