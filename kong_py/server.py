@@ -81,33 +81,72 @@ def _run_worker(config: Config, proxy_sock: socket.socket, admin_sock: socket.so
     runner(_worker_main(config, proxy_sock, admin_sock))
 
 
+class RunningGateway:
+    """One worker's proxy and Admin API servers on the running event loop.
+
+    Used by each worker process and, in-process, by the test suite.
+    """
+
+    def __init__(self, config: Config, proxy_sock: socket.socket | None = None,
+                 admin_sock: socket.socket | None = None, runtime: Any = None) -> None:
+        self.config = config
+        self.proxy_sock = proxy_sock or _bind(config.proxy_listen)
+        self.admin_sock = admin_sock or _bind(config.admin_listen)
+        self.runtime = runtime
+        self.worker: Worker | None = None
+        self._servers: list[_Server] = []
+        self._task: asyncio.Future[Any] | None = None
+
+    async def start(self) -> Worker:
+        from .admin.app import create_admin_app
+        from .proxy.app import Proxy
+
+        store = open_store(self.config)
+        store.migrate()
+        worker = self.worker = Worker(self.config, store, PluginManager(self.config.plugins), self.runtime)
+        await worker.start()
+        common: dict[str, Any] = dict(lifespan="off", log_level=self.config.logging_level, access_log=False,
+                                      timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
+                                      http="httptools", ws="none")
+        self._servers = [
+            _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common)),
+            _Server(uvicorn.Config(create_admin_app(worker), **common)),
+        ]
+        self._task = asyncio.gather(self._servers[0].serve(sockets=[self.proxy_sock]),
+                                    self._servers[1].serve(sockets=[self.admin_sock]))
+        while not all(s.started for s in self._servers):
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return worker
+
+    def request_stop(self) -> None:
+        """Stop accepting; in-flight requests finish (up to graceful_timeout)."""
+        for server in self._servers:
+            server.should_exit = True
+
+    async def wait(self) -> None:
+        assert self._task is not None
+        try:
+            await self._task
+        finally:
+            if self.worker is not None:
+                await self.worker.stop()
+                self.worker.store.close()
+
+    async def stop(self) -> None:
+        self.request_stop()
+        await self.wait()
+
+
 async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
-    from .admin.app import create_admin_app
-    from .proxy.app import Proxy
-
-    store = open_store(config)
-    plugins = PluginManager(config.plugins)
-    worker = Worker(config, store, plugins)
-    await worker.start()
-    common: dict[str, Any] = dict(lifespan="off", log_level=config.logging_level, access_log=False,
-                                  timeout_graceful_shutdown=config.graceful_timeout, loop="none",
-                                  http="httptools", ws="none")
-    proxy = _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common))
-    admin = _Server(uvicorn.Config(create_admin_app(worker), **common))
+    gateway = RunningGateway(config, proxy_sock, admin_sock)
+    await gateway.start()
     loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        proxy.should_exit = True
-        admin.should_exit = True
-
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop)
-    try:
-        await asyncio.gather(proxy.serve(sockets=[proxy_sock]), admin.serve(sockets=[admin_sock]))
-    finally:
-        await worker.stop()
-        store.close()
-        log.info("worker %d stopped", os.getpid())
+        loop.add_signal_handler(signum, gateway.request_stop)
+    await gateway.wait()
+    log.info("worker %d stopped", os.getpid())
 
 
 def _bind(listen: Listen) -> socket.socket:
