@@ -64,6 +64,16 @@ class Worker:
             await session.close()
         self._sessions.clear()
 
+    def notify(self, target: Any) -> None:
+        """Tell the current balancer of the target's upstream that its load changed.
+
+        The current snapshot's balancer, not the one the request started with:
+        after a config change, the new balancer is the one that picks.
+        """
+        balancer = self.snapshot.balancers.get(target.upstream_id)
+        if balancer is not None:
+            balancer.notify(target)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background task for the worker's lifetime (cancelled at stop)."""
         task = asyncio.ensure_future(coro)

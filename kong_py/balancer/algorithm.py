@@ -27,3 +27,14 @@ class Algorithm(Protocol):
         per call in the usual case.
         """
         ...
+
+    # Optional:
+    #
+    # def update(self, target: TargetInfo) -> None:
+    #     """``target.runtime.in_flight`` or ``target.runtime.ewma`` just changed.
+    #
+    #     Called on the algorithm of the *current* snapshot (after a config
+    #     change, requests that started earlier still report here), so an
+    #     algorithm that keeps targets in a heap by load can re-rank one target
+    #     in O(log n) instead of scanning all of them on every pick.
+    #     """

@@ -31,6 +31,10 @@ class TargetRuntime:
     successes: int = 0
     failures: int = 0
 
+    def observe_latency(self, seconds: float, alpha: float = 0.3) -> None:
+        """Fold one time-to-first-byte sample into the moving average."""
+        self.ewma = seconds if self.ewma is None else alpha * seconds + (1 - alpha) * self.ewma
+
 
 @dataclass
 class Runtime:

@@ -54,6 +54,19 @@ class UpstreamBalancer:
             if target.enabled:
                 groups.setdefault((target.backup, target.priority), []).append(target)
         self.tiers = [Tier(key, groups[key], factory(upstream, groups[key])) for key in sorted(groups)]
+        #: target id -> algorithm of its tier, for algorithms that track load
+        self._updates: dict[str, Any] = {}
+        for tier in self.tiers:
+            update = getattr(tier.algorithm, "update", None)
+            if update is not None:
+                for target in tier.targets:
+                    self._updates[target.id] = update
+
+    def notify(self, target: TargetInfo) -> None:
+        """The target's in-flight count or latency changed: let its algorithm re-rank it."""
+        update = self._updates.get(target.id)
+        if update is not None:
+            update(target)
 
     def pick(self, ctx: "Context | None", tried: Sequence[TargetInfo] = ()) -> TargetInfo | None:
         """The target for the next try, or None when no target is eligible."""

@@ -88,7 +88,7 @@ class Proxy:
             await _send_message(send, 404, MESSAGES[404])
             return
         plan = match.value
-        ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path)
+        ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path, match.captures)
         chain = plan.chain
         try:
             for call in chain.access:
@@ -115,7 +115,8 @@ class Proxy:
 
     # -- request preparation ----------------------------------------------
     def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str,
-                 raw_headers: list[tuple[bytes, bytes]], matched_path: str | None) -> Context:
+                 raw_headers: list[tuple[bytes, bytes]], matched_path: str | None,
+                 captures: dict[str, str] | None) -> Context:
         client = scope.get("client") or ("", 0)
         server = scope.get("server") or ("", 0)
         query = scope["query_string"].decode("latin-1")
@@ -154,6 +155,8 @@ class Proxy:
         ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
                       plan.route, plan.service, plan.upstream, self.worker)
         ctx._body_reader = lambda: _read_all(receive)
+        if captures:
+            ctx.uri_captures = captures
         return ctx
 
     # -- the upstream call -------------------------------------------------
@@ -206,6 +209,8 @@ class Proxy:
             body = upstream_request.body if upstream_request.body is not None else data
             runtime = target.runtime
             runtime.in_flight += 1
+            notify = self.worker.notify
+            notify(target)
             started = time.monotonic()
             ctx.upstream_started_at = started
             try:
@@ -214,6 +219,7 @@ class Proxy:
                     data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
             except Exception as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
+                notify(target)
                 failure = _classify(exc)
                 ctx.tries.append({"target": target.target, "error": failure.kind,
                                   "latency": time.monotonic() - started})
@@ -221,11 +227,13 @@ class Proxy:
                     break  # the request may have been processed: never replay it
                 continue
             ctx.upstream_ttfb = time.monotonic() - started
+            runtime.observe_latency(ctx.upstream_ttfb)
             ctx.tries.append({"target": target.target, "status": response.status, "latency": ctx.upstream_ttfb})
             try:
                 await self._relay(ctx, plan, response, receive, send)
             finally:
                 runtime.in_flight -= 1
+                notify(target)
                 response.release()
             return
         if failure is not None:
@@ -285,6 +293,8 @@ class Proxy:
         if self.target_header and ctx.target is not None:
             out.append((self.target_header.encode(), ctx.target.target.encode()))
             out.append((b"x-kong-upstream-tries", str(len(ctx.tries)).encode()))
+        if ctx.extra_response_headers:
+            out.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.extra_response_headers)
         return out
 
     async def _respond(self, ctx: Context, plan: "RoutePlan", send: Send) -> None:

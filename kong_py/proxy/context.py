@@ -106,7 +106,8 @@ class Context:
 
     __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
                  "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
-                 "exit_response", "body", "worker", "_body_reader")
+                 "exit_response", "body", "worker", "_body_reader", "uri_captures", "consumer",
+                 "extra_response_headers")
 
     def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
                  service: dict[str, Any] | None, upstream: dict[str, Any] | None, worker: Any) -> None:
@@ -127,6 +128,11 @@ class Context:
         self.body: bytes | None = None
         self.worker = worker
         self._body_reader: Callable[[], Awaitable[bytes]] | None = None
+        #: named and numbered groups of the route's regex path that matched
+        self.uri_captures: dict[str, str] = {}
+        #: the authenticated consumer (set by an authentication plugin), or None
+        self.consumer: dict[str, Any] | None = None
+        self.extra_response_headers: list[tuple[str, str]] | None = None
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the client now with ``status`` and ``body`` (dict/list → JSON, str → text).
@@ -148,6 +154,12 @@ class Context:
                 out_headers.append(("Content-Type", "application/json; charset=utf-8"))
         self.exit_response = (status, data, out_headers)
         raise Exit()
+
+    def add_response_header(self, name: str, value: str) -> None:
+        """Add a header to whatever response the client gets (upstream's, exit or error)."""
+        if self.extra_response_headers is None:
+            self.extra_response_headers = []
+        self.extra_response_headers.append((name, value))
 
     async def read_body(self) -> bytes:
         """The client's whole request body (read once, kept for retries)."""
