@@ -107,7 +107,7 @@ class RunningGateway:
         await worker.start()
         common: dict[str, Any] = dict(lifespan="off", log_level=self.config.logging_level, access_log=False,
                                       timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
-                                      http="httptools", ws="none")
+                                      http="httptools", ws="none", proxy_headers=False)
         self._servers = [
             _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common)),
             _Server(uvicorn.Config(create_admin_app(worker), **common)),
