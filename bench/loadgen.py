@@ -63,11 +63,16 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _worker(host: str, port: int, request: bytes, deadline: float, result: Result) -> None:
+async def _worker(host: str, port: int, requests: list[bytes], deadline: float, result: Result,
+                  offset: int = 0) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     clock = time.perf_counter
+    count = len(requests)
+    index = offset
     try:
         while clock() < deadline:
+            request = requests[index % count]
+            index += 1
             start = clock()
             writer.write(request)
             try:
@@ -86,17 +91,27 @@ async def _worker(host: str, port: int, request: bytes, deadline: float, result:
 
 async def run(url_host: str, port: int, path: str = "/", *, connections: int = 50,
               duration: float = 5.0, host_header: str | None = None,
-              extra_headers: dict[str, str] | None = None) -> Result:
-    """Hammer ``http://url_host:port/path`` for ``duration`` seconds."""
+              extra_headers: dict[str, str] | None = None,
+              vary_header: str | None = None, variants: int = 1000) -> Result:
+    """Hammer ``http://url_host:port/path`` for ``duration`` seconds.
+
+    With ``vary_header``, requests carry that header with ``variants`` distinct
+    values (``user-0`` ...), cycled per connection (e.g. for hash balancing).
+    """
     lines = [f"GET {path} HTTP/1.1", f"Host: {host_header or f'{url_host}:{port}'}"]
     for name, value in (extra_headers or {}).items():
         lines.append(f"{name}: {value}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if vary_header:
+        requests = [("\r\n".join(lines + [f"{vary_header}: user-{v}"]) + "\r\n\r\n").encode()
+                    for v in range(max(1, variants))]
+    else:
+        requests = [("\r\n".join(lines) + "\r\n\r\n").encode()]
     result = Result()
     start = time.perf_counter()
     deadline = start + duration
-    await asyncio.gather(*(_worker(url_host, port, request, deadline, result)
-                           for _ in range(connections)))
+    stride = max(1, len(requests) // max(1, connections))
+    await asyncio.gather(*(_worker(url_host, port, requests, deadline, result, i * stride)
+                           for i in range(connections)))
     result.elapsed = time.perf_counter() - start
     return result
 
@@ -108,6 +123,8 @@ def main() -> None:
     parser.add_argument("--path", default="/")
     parser.add_argument("-c", "--connections", type=int, default=50)
     parser.add_argument("-d", "--duration", type=float, default=5.0)
+    parser.add_argument("--vary-header", metavar="NAME",
+                        help="send this header with 1000 distinct values (user-0 ...)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -115,7 +132,8 @@ def main() -> None:
     except ImportError:
         pass
     res = asyncio.run(run(args.host, args.port, args.path,
-                          connections=args.connections, duration=args.duration))
+                          connections=args.connections, duration=args.duration,
+                          vary_header=args.vary_header))
     print(f"{res.rps:.0f} req/s p50={res.percentile(50):.2f}ms p99={res.percentile(99):.2f}ms "
           f"errors={res.errors} statuses={res.statuses}")
 

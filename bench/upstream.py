@@ -13,8 +13,8 @@ that the balancer really spread the load. The server exits on SIGTERM/SIGINT
 or as soon as its stdin closes, so it never outlives the process that
 started it.
 
-    python bench/upstream.py --ports 2            # two free ports
-    python bench/upstream.py --ports 0:8081,8082  # fixed ports
+    python bench/upstream.py --count 2             # two free ports
+    python bench/upstream.py --ports 8081,8082     # fixed ports
 """
 from __future__ import annotations
 
@@ -79,10 +79,10 @@ class HttpProtocol(asyncio.Protocol):
                 line_end = lower.find(b"\r\n", pos + 2)
                 value = lower[pos + 17: line_end if line_end >= 0 else len(lower)]
                 self.skip = int(value.strip() or b"0")
-            self.counts[self.index] += 1
             if head.startswith(b"GET /__counts"):
                 out.append(_counts_response())
             else:
+                self.counts[self.index] += 1
                 out.append(RESPONSE)
         self.buffer = buf
         if out:
@@ -151,14 +151,14 @@ async def serve(ports: list[int], host: str = "127.0.0.1") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ports", default="1",
-                        help="a count of free ports to pick (e.g. 2), or a comma-separated list of ports")
+    parser.add_argument("--count", type=int, default=1, help="how many free ports to listen on")
+    parser.add_argument("--ports", help="comma-separated fixed ports (instead of --count)")
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    if "," in args.ports or ":" in args.ports:
-        ports = [int(p) for p in args.ports.replace(":", ",").split(",") if p != ""]
+    if args.ports:
+        ports = [int(p) for p in args.ports.split(",") if p.strip()]
     else:
-        ports = [0] * int(args.ports)
+        ports = [0] * args.count
     _raise_nofile()
     try:
         import uvloop
