@@ -39,6 +39,8 @@ class RoutePlan:
     #: forward proxy URL for this upstream ("http://host:port"), if any
     proxy_url: str | None
     host_header: str | None
+    #: upstream statuses that make the gateway try another target
+    retry_statuses: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -121,6 +123,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
                                       sock_read=service["read_timeout"] / 1000),
         proxy_url=f"{proxy['protocol']}://{proxy['host']}:{proxy['port']}" if proxy else None,
         host_header=(upstream or {}).get("host_header"),
+        retry_statuses=frozenset(service.get("retry_on_statuses") or ()),
     )
 
 

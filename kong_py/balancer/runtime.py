@@ -7,6 +7,7 @@ in-flight counts of the targets that did not change.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +16,33 @@ UNHEALTHY = "UNHEALTHY"
 DRAINING = "DRAINING"
 DISABLED = "DISABLED"
 HEALTHCHECKS_OFF = "HEALTHCHECKS_OFF"
+
+
+#: upper bounds (seconds) of the latency histogram buckets
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class TargetStats:
+    """Counters for /metrics. The proxy only increments; formatting happens at scrape."""
+
+    __slots__ = ("selected", "retries", "statuses", "failures", "buckets", "latency_sum", "latency_count")
+
+    def __init__(self) -> None:
+        self.selected = 0
+        self.retries = 0
+        #: responses by status class: index 1..5 for 1xx..5xx
+        self.statuses = [0] * 6
+        #: tries that got no response, by kind (connect, timeout, read)
+        self.failures: dict[str, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.statuses[min(status // 100, 5)] += 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
 
 
 @dataclass(slots=True, eq=False)
@@ -30,6 +58,7 @@ class TargetRuntime:
     ewma: float | None = None
     successes: int = 0
     failures: int = 0
+    stats: TargetStats = field(default_factory=TargetStats)
 
     def observe_latency(self, seconds: float, alpha: float = 0.3) -> None:
         """Fold one time-to-first-byte sample into the moving average."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -182,12 +183,15 @@ class Proxy:
         chain = plan.chain
         balancer = plan.balancer
         session = self.worker.session(plan.proxy_url)
-        while len(tried) < max_tries:
-            target = balancer.pick(ctx, tried)
-            if target is None:
-                break
+        notify = self.worker.notify
+        target = balancer.pick(ctx, tried)
+        while target is not None:
             tried.append(target)
             ctx.target = target
+            stats = target.runtime.stats
+            stats.selected += 1
+            if len(tried) > 1:
+                stats.retries += 1
             if target.headers or chain.balancer:
                 upstream_request.headers = headers = base_headers.copy()
                 for name, value in target.headers:
@@ -209,7 +213,6 @@ class Proxy:
             body = upstream_request.body if upstream_request.body is not None else data
             runtime = target.runtime
             runtime.in_flight += 1
-            notify = self.worker.notify
             notify(target)
             started = time.monotonic()
             ctx.upstream_started_at = started
@@ -217,18 +220,34 @@ class Proxy:
                 response = await session.request(
                     upstream_request.method, URL(url, encoded=True), headers=upstream_request.headers,
                     data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
-            except Exception as exc:  # every failure of a try is classified, none escapes
+            except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
                 notify(target)
+                if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                    raise
                 failure = _classify(exc)
+                stats.failures[failure.kind] = stats.failures.get(failure.kind, 0) + 1
                 ctx.tries.append({"target": target.target, "error": failure.kind,
                                   "latency": time.monotonic() - started})
-                if failure.kind == "read":
-                    break  # the request may have been processed: never replay it
+                if failure.kind == "read" or len(tried) >= max_tries:
+                    break  # a request that may have been processed is never replayed
+                target = balancer.pick(ctx, tried)
                 continue
-            ctx.upstream_ttfb = time.monotonic() - started
-            runtime.observe_latency(ctx.upstream_ttfb)
-            ctx.tries.append({"target": target.target, "status": response.status, "latency": ctx.upstream_ttfb})
+            ttfb = ctx.upstream_ttfb = time.monotonic() - started
+            runtime.observe_latency(ttfb)
+            status = response.status
+            stats.observe(status, ttfb)
+            ctx.tries.append({"target": target.target, "status": status, "latency": ttfb})
+            if status == 429:
+                _cool_down(self.worker, target, response.headers.get("Retry-After"))
+            if status in plan.retry_statuses and len(tried) < max_tries:
+                following = balancer.pick(ctx, tried)
+                if following is not None:  # otherwise the client gets this answer as it is
+                    runtime.in_flight -= 1
+                    notify(target)
+                    response.close()
+                    target = following
+                    continue
             try:
                 await self._relay(ctx, plan, response, receive, send)
             finally:
@@ -239,8 +258,8 @@ class Proxy:
         if failure is not None:
             ctx.exit_response = _error(failure.status, MESSAGES[failure.status])
         else:
+            ctx.target = None
             ctx.exit_response = _error(503, MESSAGES[503])
-        ctx.target = None if failure is None else ctx.target
         await self._respond(ctx, plan, send)
 
     # -- responses -------------------------------------------------------
@@ -367,6 +386,23 @@ def _classify(exc: BaseException) -> UpstreamFailure:
         return UpstreamFailure("read", 502, str(exc))
     log.error("unexpected error calling upstream: %r", exc)
     return UpstreamFailure("read", 502, "unexpected error")
+
+
+def _cool_down(worker: "Worker", target: "TargetInfo", retry_after: str | None) -> None:
+    """Keep a target that answered 429 out of selection for its Retry-After."""
+    seconds = 1.0
+    if retry_after:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(retry_after)
+                seconds = when.timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = 1.0
+    seconds = max(0.0, min(seconds, 3600.0))
+    if seconds:
+        worker.runtime.cool_down(target.id, seconds)
 
 
 def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[str, str]]]:

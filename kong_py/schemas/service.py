@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from .base import Schema, Tags, between
+from .base import Schema, Tags, _as_list, between
 
 Timeout = Annotated[int, between(1, 2147483646)]
+StatusList = Annotated[list[Annotated[int, between(100, 599)]], BeforeValidator(_as_list)]
 
 
 class Service(Schema):
@@ -18,6 +19,8 @@ class Service(Schema):
     port: Annotated[int, between(0, 65535)] = 80
     path: str | None = None
     retries: Annotated[int, between(0, 32767)] = 5
+    #: upstream answers that are retried on another target while nothing was sent to the client
+    retry_on_statuses: StatusList = Field(default_factory=lambda: [429, 502, 503, 504])
     connect_timeout: Timeout = 60000
     write_timeout: Timeout = 60000
     read_timeout: Timeout = 60000
