@@ -4,9 +4,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 
-from .base import Schema, StrList, Tags, at_least, between, is_hostname
+from .base import Schema, StrList, Tags, between, is_hostname
 from .providers import PROVIDER_HOSTS
 
 DEFAULT_PORT = 8000
@@ -46,6 +46,10 @@ class Credentials(Schema):
         if self.param_name is not None and self.param_location is None:
             self.param_location = "query"
         return errors
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
 
 
 def split_target(target: str) -> tuple[str, int | None]:
@@ -101,8 +105,11 @@ class Target(Schema):
     protocol: Literal["http", "https"] | None = None
     path: str | None = None
     weight: Annotated[int, between(0, 65535)] = 100
-    priority: Annotated[int, at_least(0)] = 1
+    priority: Annotated[int, between(0, 65535)] = 1
     backup: bool = False
+    #: ENABLED takes traffic; DRAINING takes no new requests but finishes those in
+    #: flight (health checks go on); DISABLED takes no traffic and is not checked
+    state: Annotated[Literal["ENABLED", "DRAINING", "DISABLED"], BeforeValidator(_upper)] = "ENABLED"
     provider: str | None = None
     headers: dict[str, str] | None = None
     default_model: str | None = None
@@ -116,13 +123,6 @@ class Target(Schema):
     def _path(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise ValueError("should start with: /")
-        return value
-
-    @field_validator("priority")
-    @classmethod
-    def _priority(cls, value: int) -> int:
-        if value > 65535:
-            raise ValueError("value should be between 0 and 65535")
         return value
 
     def normalize(self) -> dict[str, Any]:
