@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any, Coroutine
+from typing import Any, Coroutine, TextIO
 
 import aiohttp
 
@@ -46,8 +46,14 @@ class Worker:
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()
         self.node_id = _node_id(config)
+        self.access_log: TextIO | None = None
 
     async def start(self) -> None:
+        if self.config.access_log is not None:
+            self.config.access_log.parent.mkdir(parents=True, exist_ok=True)
+            # block-buffered; flushed every second so the proxy never waits on the disk
+            self.access_log = open(self.config.access_log, "a", buffering=1 << 16, encoding="utf-8")
+            self.spawn(self._flush_access_log())
         await self.rebuild()
         self.spawn(self._poll())
         for impl in self.plugins.pm.hook.init_worker.get_hookimpls():
@@ -63,6 +69,9 @@ class Worker:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
 
     def notify(self, target: Any) -> None:
         """Tell the current balancer of the target's upstream that its load changed.
@@ -100,6 +109,11 @@ class Worker:
                 return
             self.snapshot = build_snapshot(data, self.plugins, self.runtime)
             log.debug("configuration version %s loaded", data["version"])
+
+    async def _flush_access_log(self) -> None:
+        while self.access_log is not None:
+            await asyncio.sleep(1)
+            self.access_log.flush()
 
     async def _poll(self) -> None:
         """Notice changes written by other workers or nodes sharing the store."""

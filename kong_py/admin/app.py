@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -78,15 +79,11 @@ class AdminApi:
             if request.method == "GET":
                 columns = {f"{owner.field}_id": owner.id} if owner else {}
                 data, token = await self.call(lambda: self.dao.page(table, dict(request.query_params), **columns))
-                nxt = None
-                if token:
-                    nxt = f"{request.url.path}?offset={token}"
-                    if "size" in request.query_params:
-                        nxt += f"&size={request.query_params['size']}"
-                    if "tags" in request.query_params:
-                        nxt += f"&tags={request.query_params['tags']}"
-                return json_response(200, {"data": [self.dao.present(table, e) for e in data],
-                                           "next": nxt, "offset": token})
+                body: dict[str, Any] = {"data": [self.dao.present(table, e) for e in data], "next": None}
+                if token:  # Kong: "offset" only while there is a next page
+                    body["next"] = f"{request.url.path}?{urlencode(_next_query(request, token))}"
+                    body["offset"] = token
+                return json_response(200, body)
             payload = await read_body(request)
             status, entity = await self.call(self.dao.create, table, payload, owner)
             await self.changed()
@@ -101,8 +98,6 @@ class AdminApi:
             method = request.method
             if method == "GET":
                 entity = await self.call(self.dao.get, table, ident, owner)
-                if owner is not None and table != "targets" and (entity.get(owner.field) or {}).get("id") != owner.id:
-                    raise not_found()
                 return json_response(200, await self.call(self.dao.present, table, entity, True))
             if method == "DELETE":
                 await self.call(self.dao.delete, table, ident, owner)
@@ -187,6 +182,13 @@ class AdminApi:
             set_health(self.worker, target, healthy)
             return json_response(204, None)
         return endpoint
+
+
+def _next_query(request: Request, token: str) -> dict[str, str]:
+    """The query of a list's ``next`` link: the offset, keeping ``size`` and ``tags``."""
+    query = {"offset": token}
+    query.update({k: request.query_params[k] for k in ("size", "tags") if k in request.query_params})
+    return query
 
 
 def create_admin_app(worker: "Worker") -> Starlette:

@@ -81,26 +81,18 @@ class Dao:
         return entity
 
     def get(self, table: str, ident: str, parent: Parent | None = None) -> dict[str, Any]:
+        """An entity or 404; under a ``parent`` one that belongs elsewhere is not found either (Kong)."""
         entity = self.find(table, ident, parent)
-        if entity is None:
+        if entity is None or (parent is not None and (entity.get(parent.field) or {}).get("id") != parent.id):
             raise not_found()
         return entity
 
     def page(self, table: str, query: dict[str, str], **columns: Any) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a list: Kong's ``size``, ``offset`` and ``tags`` filters."""
-        size_text = query.get("size", "100")
-        if not size_text.isdigit() or not 1 <= int(size_text) <= 1000:
-            raise schema_violation({"size": "size must be an integer between 1 and 1000"})
-        size = int(size_text)
-        start = 0
-        if query.get("offset"):
-            try:
-                start = int(base64.urlsafe_b64decode(query["offset"].encode() + b"==").decode())
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(400, {"code": 7, "name": "invalid offset",
-                                     "message": f"invalid offset: {query['offset']}"}) from None
+        """One page of a list: Kong's ``size``, ``offset`` and ``tags`` filters and errors."""
+        size = _page_size(query.get("size"))
+        start = _page_offset(query.get("offset"))
+        tags = _tags_filter(query["tags"]) if query.get("tags") else None
         rows = self.store.list(table, **columns)
-        tags = query.get("tags")
         if tags:
             rows = [r for r in rows if _tags_match(r.get("tags") or [], tags)]
         data = rows[start:start + size]
@@ -150,8 +142,9 @@ class Dao:
         return self._update(table, existing, payload, replace=False, parent=parent)
 
     def delete(self, table: str, ident: str, parent: Parent | None = None) -> None:
-        """DELETE is idempotent (204 whether or not it existed), as in Kong."""
-        entity = self.find(table, ident, parent)
+        """As in Kong: idempotent at the top level (204 whether or not it existed);
+        nested, a missing entity or one of another parent is 404."""
+        entity = self.get(table, ident, parent) if parent is not None else self.find(table, ident)
         if entity is None:
             return
         if table == "services" and self.store.count("routes", service_id=entity["id"]):
@@ -204,8 +197,8 @@ class Dao:
         elif isinstance(model, Route):
             errors = model.entity_errors()
         elif isinstance(model, Upstream):
-            errors = model.entity_errors(set(self.plugins.algorithms) | set(self.plugins.algorithm_aliases))
             model.algorithm = self.plugins.algorithm_aliases.get(model.algorithm, model.algorithm)
+            errors = model.entity_errors(list(self.plugins.algorithms))
         if errors:
             raise schema_violation(errors)
         entity = model.model_dump(mode="json")
@@ -380,8 +373,54 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _tags_match(tags: list[str], query: str) -> bool:
-    """``a,b`` needs every tag; ``a/b`` needs any."""
-    if "/" in query:
-        return any(t in tags for t in query.split("/"))
-    return all(t in tags for t in query.split(","))
+def _page_size(text: str | None) -> int:
+    """Kong's ``size``: 100 by default, 1 to 1000 (code 9, "invalid size")."""
+    if text is None:
+        return 100
+    try:
+        size = float(text)
+    except ValueError:
+        raise _invalid_size("size must be a number") from None
+    if not size.is_integer() or not 1 <= size <= 1000:
+        raise _invalid_size("size must be an integer between 1 and 1000")
+    return int(size)
+
+
+def _invalid_size(message: str) -> ApiError:
+    return ApiError(400, {"code": 9, "name": "invalid size", "message": message})
+
+
+def _page_offset(token: str | None) -> int:
+    """Decode an ``offset`` this API handed out in ``next`` (code 7 otherwise)."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode() + b"==").decode()
+        if not text.isdigit():
+            raise ValueError
+        return int(text)
+    except (ValueError, UnicodeError):
+        raise ApiError(400, {"code": 7, "name": "invalid offset",
+                             "message": f"'{token}' is not a valid offset: bad base64 encoding"}) from None
+
+
+def _tags_filter(query: str) -> tuple[str, list[str]]:
+    """Kong's ``tags`` filter: ``a,b`` needs all, ``a/b`` any; at most 5; not both."""
+    mode = "or" if "/" in query else "and"
+    tags = query.split("/" if mode == "or" else ",")
+    problem = None
+    if ("," in query and "/" in query) or not all(tags):
+        problem = "invalid filter syntax"
+    elif len(tags) > 5:
+        problem = "cannot query more than 5 tags"
+    if problem:
+        raise ApiError(400, {"code": 11, "name": "invalid options",
+                             "message": f"invalid option (tags: {problem})", "options": {"tags": problem}})
+    return mode, tags
+
+
+def _tags_match(tags: list[str], query: tuple[str, list[str]]) -> bool:
+    mode, wanted = query
+    if mode == "or":
+        return any(t in tags for t in wanted)
+    return all(t in tags for t in wanted)

@@ -61,6 +61,7 @@ class Proxy:
         config = worker.config
         self.body_limit = config.retry_body_limit
         self.target_header = config.upstream_target_header
+        self.access_log = worker.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +88,11 @@ class Proxy:
         match = snapshot.router.match(scope["method"], host, scope["path"], header_map)
         if match is None:
             await _send_message(send, 404, MESSAGES[404])
+            if self.access_log is not None:
+                agent = next((v.decode("latin-1") for n, v in raw_headers if n == b"user-agent"), "-")
+                self.access_log.write(_log_line(
+                    (scope.get("client") or ("-",))[0], scope["method"], scope["path"],
+                    scope["query_string"].decode("latin-1"), 404, agent, "-", 0, time.monotonic()))
             return
         plan = match.value
         ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path, match.captures)
@@ -113,6 +119,8 @@ class Proxy:
                     await result
             except Exception:
                 log.exception("log hook of plugin %s failed", call.name)
+        if self.access_log is not None:
+            self.access_log.write(_access_line(ctx))
 
     # -- request preparation ----------------------------------------------
     def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str,
@@ -386,6 +394,25 @@ def _classify(exc: BaseException) -> UpstreamFailure:
         return UpstreamFailure("read", 502, str(exc))
     log.error("unexpected error calling upstream: %r", exc)
     return UpstreamFailure("read", 502, "unexpected error")
+
+
+def _access_line(ctx: Context) -> str:
+    """One line per request: client, request, status, target, tries, total ms."""
+    request = ctx.request
+    return _log_line(request.client_ip, request.method, request.raw_path, request.query_string,
+                     ctx.response.status if ctx.response is not None else 0,
+                     request.headers.get("user-agent", "-"),
+                     ctx.target.target if ctx.target is not None else "-", len(ctx.tries), ctx.started_at)
+
+
+def _log_line(client: str, method: str, path: str, query: str, status: int, agent: str,
+              target: str, tries: int, started: float) -> str:
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+    elapsed = int((time.monotonic() - started) * 1000)
+    query = f"?{query}" if query else ""
+    agent = agent.replace('"', "'")
+    return (f'{client} - - [{stamp}] "{method} {path}{query} HTTP/1.1" '
+            f'{status} "{agent}" target={target} tries={tries} latency_ms={elapsed}\n')
 
 
 def _cool_down(worker: "Worker", target: "TargetInfo", retry_after: str | None) -> None:

@@ -32,8 +32,9 @@ class SchemaError(Exception):
 
 
 def _flatten(fields: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """Leaf messages in Kong's order: entity checks first, then fields by name."""
     if isinstance(fields, dict):
-        for key, value in fields.items():
+        for key, value in sorted(fields.items(), key=lambda kv: (kv[0] != "@entity", str(kv[0]))):
             yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(fields, list):
         for index, value in enumerate(fields):

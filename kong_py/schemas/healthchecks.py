@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from .base import Schema, _as_list, at_least, between
+from .base import Schema, _as_list, between
 
 Number = int | float
 Interval = Annotated[Number, between(0, 65535)]
@@ -33,7 +33,7 @@ class ActiveUnhealthy(Schema):
 
 class Active(Schema):
     type: Literal["tcp", "http", "https", "grpc", "grpcs"] = "http"
-    timeout: Annotated[Number, at_least(0)] = 1
+    timeout: Interval = 1
     concurrency: Annotated[int, between(1, 2147483648)] = 10
     http_path: str = "/"
     https_sni: str | None = None

@@ -1,6 +1,7 @@
 """The Upstream entity: a virtual host balanced over its targets."""
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -29,6 +30,29 @@ _HASH_COMPANIONS = {
     "hash_fallback": {"header": "hash_fallback_header", "query_arg": "hash_fallback_query_arg",
                       "uri_capture": "hash_fallback_uri_capture"},
 }
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an upstream name, in Kong's words (None: it can)."""
+    if name.count(":") > 1:  # IPv6, maybe bracketed with a port
+        host = name[1:].partition("]")[0] if name.startswith("[") else name
+        return "no ip addresses allowed" if _is_ip(host) else "must be a valid hostname"
+    host, sep, port = name.partition(":")
+    if sep and not (port.isdigit() and 0 < int(port) < 65536):
+        return "must be a valid hostname"
+    if all(c.isdigit() or c == "." for c in host):
+        return "no ip addresses allowed" if _is_ip(host) else "must be a valid hostname"
+    if not is_hostname(host):
+        return "must be a valid hostname"
+    return "no port allowed" if sep else None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Proxy(Schema):
@@ -63,11 +87,10 @@ class Upstream(Schema):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        host, _, port = value.partition(":")
-        if port:
-            raise ValueError(f"Invalid name ('{value}'); no port allowed")
-        if not is_hostname(value):
-            raise ValueError(f"Invalid name ('{value}'); must be a valid hostname")
+        """Kong's rule: services reach an upstream by name, so it must be a bare hostname."""
+        problem = _name_problem(value)
+        if problem:
+            raise ValueError(f"Invalid name ('{value}'); {problem}")
         return value
 
     @field_validator("algorithm")
@@ -82,11 +105,15 @@ class Upstream(Schema):
             raise ValueError("should start with: /")
         return value
 
-    def entity_errors(self, algorithms: set[str]) -> dict[str, Any]:
-        """Kong's cross-field rules, with Kong's messages, keyed by field."""
+    def entity_errors(self, algorithms: list[str]) -> dict[str, Any]:
+        """Kong's cross-field rules, with Kong's messages, keyed by field.
+
+        ``algorithms`` are the canonical names registered by plugins, in
+        registration order (aliases are resolved before this check).
+        """
         errors: dict[str, Any] = {}
         if self.algorithm not in algorithms:
-            errors["algorithm"] = "expected one of: " + ", ".join(sorted(algorithms))
+            errors["algorithm"] = "expected one of: " + ", ".join(algorithms)
         for field, companions in _HASH_COMPANIONS.items():
             companion = companions.get(getattr(self, field))
             if companion and not getattr(self, companion):

@@ -254,3 +254,18 @@ async def test_graceful_stop_lets_in_flight_requests_finish(start_gateway, upstr
     status, _, body = await pending
     assert status == 200 and body == b"finished"
     await gateway.running.wait()
+
+
+async def test_access_log_has_one_line_per_request(start_gateway, upstreams, tmp_path):
+    gateway = await start_gateway(access_log=str(tmp_path / "access.log"))
+    up = await upstreams("a")
+    await _pool(gateway, up.address)
+    await _service(gateway, "pool")
+    await gateway.proxy("GET", "/api/x?y=1", headers={"User-Agent": "probe"})
+    await gateway.proxy("GET", "/missing")
+    gateway.worker.access_log.flush()
+    lines = (tmp_path / "access.log").read_text().splitlines()
+    assert len(lines) == 2
+    assert '"GET /api/x?y=1 HTTP/1.1" 200 "probe"' in lines[0]
+    assert f"target={up.address} tries=1" in lines[0]
+    assert '"GET /missing HTTP/1.1" 404' in lines[1] and "target=- tries=0" in lines[1]
