@@ -45,7 +45,7 @@ class TargetRow(SQLModel, table=True):
     upstream_id: str = Field(sa_column=Column(String(36), ForeignKey("upstreams.id", ondelete="CASCADE"),
                                               index=True, nullable=False))
     target: str
-    created_at: int = Field(index=True)
+    created_at: float = Field(index=True)
     data: dict = _data()
 
 

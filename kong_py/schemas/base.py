@@ -175,8 +175,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def now() -> int:
-    return int(time.time())
+def now(precise: bool = False) -> int | float:
+    """Kong's timestamps: seconds, or milliseconds as a fraction for targets (their
+    creation order decides the balancing order within a second)."""
+    return round(time.time(), 3) if precise else int(time.time())
 
 
 def is_uuid(value: str) -> bool:
