@@ -7,7 +7,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from conftest import free_port, wait_for
+from support import free_port, wait_for
 from kong_py.balancer.runtime import Runtime
 
 

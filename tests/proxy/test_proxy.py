@@ -9,7 +9,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from conftest import free_port, wait_for
+from support import free_port, wait_for
 
 
 async def _service(gateway, host: str, port: int | None = None, **route) -> None:
