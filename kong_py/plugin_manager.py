@@ -7,6 +7,7 @@ import importlib
 import inspect
 import logging
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable
@@ -102,12 +103,13 @@ class PluginManager:
         config = getattr(handler, "Config", None)
         if config is not None and not (inspect.isclass(config) and issubclass(config, BaseModel)):
             raise PluginLoadError(f"plugin '{name}': Config must be a pydantic model")
-        self.pm.register(handler, name=name)
         try:
+            self.pm.register(handler, name=name)
             self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            self.pm.unregister(name=name)
-            raise PluginLoadError(f"plugin '{name}': {exc}") from None
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            raise PluginLoadError(f"plugin '{name}': {_describe(exc)}") from None
         self.handlers[name] = handler
         for impl in self.pm.hook.register_algorithms.get_hookimpls():
             if impl.plugin_name == name:
@@ -179,6 +181,11 @@ class PluginManager:
             calls.sort(key=lambda c: -c.priority)
             phases[phase] = calls
         return Chain(**{phase: tuple(calls) for phase, calls in phases.items()})
+
+
+def _describe(exc: Exception) -> str:
+    """pluggy's message without the object's memory address."""
+    return re.sub(r" ?<[^>]* at 0x[0-9a-f]+>", "", str(exc)).strip()
 
 
 def _only(impl: Any, **kwargs: Any) -> dict[str, Any]:

@@ -102,9 +102,16 @@ class RunningGateway:
         from .proxy.app import Proxy
 
         store = open_store(self.config)
-        store.migrate()
-        worker = self.worker = Worker(self.config, store, PluginManager(self.config.plugins), self.runtime)
-        await worker.start()
+        try:
+            store.migrate()
+            worker = Worker(self.config, store, PluginManager(self.config.plugins), self.runtime)
+            await worker.start()
+        except BaseException:
+            store.close()
+            self.proxy_sock.close()
+            self.admin_sock.close()
+            raise
+        self.worker = worker
         common: dict[str, Any] = dict(lifespan="off", log_level=self.config.logging_level, access_log=False,
                                       timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
                                       http="httptools", ws="none", proxy_headers=False)

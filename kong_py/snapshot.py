@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from .balancer.algorithm import InOrder
 from .balancer.runtime import Runtime
 from .balancer.target import TargetInfo
 from .balancer.upstream import UpstreamBalancer
@@ -90,9 +91,9 @@ def _balancer(upstream: dict[str, Any], targets: list[TargetInfo], plugins: Plug
     info = plugins.algorithms.get(upstream["algorithm"]) or plugins.algorithms.get(
         plugins.algorithm_aliases.get(upstream["algorithm"], ""))
     if info is None:  # the plugin that registered it was removed from the allow-list
-        log.error("upstream %s uses algorithm '%s', which no loaded plugin provides; using round-robin",
-                  upstream["name"], upstream["algorithm"])
-        info = plugins.algorithms["round-robin"]
+        log.error("upstream %s uses algorithm '%s', which no loaded plugin provides; "
+                  "using the targets in order", upstream["name"], upstream["algorithm"])
+        return UpstreamBalancer(upstream, targets, InOrder, runtime)
     return UpstreamBalancer(upstream, targets, info.factory, runtime)
 
 
@@ -111,8 +112,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
                      "target": f"{service['host']}:{service['port']}", "host": service["host"],
                      "port": service["port"], "protocol": service["protocol"], "weight": 1}
         info = TargetInfo.from_entity(synthetic, runtime.get(synthetic["id"]))
-        balancer = _balancer({"name": service["host"], "algorithm": "round-robin", "id": synthetic["id"]},
-                             [info], plugins, runtime)
+        balancer = UpstreamBalancer({"name": service["host"], "id": synthetic["id"]}, [info], InOrder, runtime)
     proxy = (upstream or {}).get("proxy")
     return RoutePlan(
         route=route, service=service, chain=chain, balancer=balancer, upstream=upstream,

@@ -38,3 +38,21 @@ class Algorithm(Protocol):
     #     algorithm that keeps targets in a heap by load can re-rank one target
     #     in O(log n) instead of scanning all of them on every pick.
     #     """
+
+
+class InOrder:
+    """The first target that is not skipped, in creation order.
+
+    The core's own algorithm: services that name a plain host (one target),
+    and upstreams whose algorithm's plugin is no longer loaded, still work
+    when no balancing plugin is.
+    """
+
+    def __init__(self, upstream: dict[str, Any], targets: Sequence["TargetInfo"]) -> None:
+        self.targets = list(targets)
+
+    def pick(self, ctx: "Context | None", skip: Callable[["TargetInfo"], bool]) -> "TargetInfo | None":
+        for target in self.targets:
+            if not skip(target):
+                return target
+        return None

@@ -98,20 +98,28 @@ class Proxy:
         ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path, match.captures)
         chain = plan.chain
         try:
-            for call in chain.access:
-                result = call.call(ctx, call.conf)
-                if call.is_async:
-                    await result
-        except Exit:
-            pass
-        if ctx.exit_response is None:
-            if plan.balancer is None:
-                ctx.exit_response = _error(503, "no Service found with those values")
-                await self._respond(ctx, plan, send)
+            try:
+                for call in chain.access:
+                    result = call.call(ctx, call.conf)
+                    if call.is_async:
+                        await result
+            except Exit:
+                pass
+            if ctx.exit_response is None:
+                if plan.balancer is None:
+                    ctx.exit_response = _error(503, "no Service found with those values")
+                    await self._respond(ctx, plan, send)
+                else:
+                    await self._forward(ctx, plan, scope, receive, send)
             else:
-                await self._forward(ctx, plan, scope, receive, send)
-        else:
-            await self._respond(ctx, plan, send)
+                await self._respond(ctx, plan, send)
+        except Exception:
+            # a failing plugin hook: Kong's 500, and the log phase still runs
+            log.exception("error while handling %s %s", scope["method"], scope["path"])
+            if ctx.response is None:
+                ctx.exit_response = _error(500, MESSAGES[500])
+                ctx.response = None
+                await self._respond(ctx, plan, send, run_filters=False)
         for call in chain.log:
             try:
                 result = call.call(ctx, call.conf)
@@ -324,7 +332,7 @@ class Proxy:
             out.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.extra_response_headers)
         return out
 
-    async def _respond(self, ctx: Context, plan: "RoutePlan", send: Send) -> None:
+    async def _respond(self, ctx: Context, plan: "RoutePlan", send: Send, run_filters: bool = True) -> None:
         """Send a response produced by the gateway or a plugin's ``ctx.exit``."""
         assert ctx.exit_response is not None
         status, body, extra = ctx.exit_response
@@ -333,12 +341,15 @@ class Proxy:
         headers.extend(self._gateway_headers(ctx))
         ctx.response = Response(status, headers, "exit")
         chain = plan.chain
-        if chain.header_filter:
+        if run_filters and chain.header_filter:
             await _run_header_filter(ctx, chain)
-        if chain.body_filter:
+        if run_filters and chain.body_filter:
             body = await _filter(ctx, chain, body) + await _filter(ctx, chain, b"")
         headers = [(n, v) for n, v in ctx.response.raw_headers() if n.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
+        if ctx.response.status < 200 or ctx.response.status in (204, 304):
+            body = b""  # these statuses never carry a body (RFC 9110 §6.4.1)
+        else:
+            headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -43,6 +43,8 @@ class RequestTermination:
         if conf.trigger and not _triggered(ctx, conf.trigger):
             return  # no trigger in this request: let it through
         status = conf.status_code
+        if status < 200 or status in (204, 304):
+            ctx.exit(status)  # these statuses have no body in HTTP, whatever the config says
         if conf.echo:
             ctx.exit(status, await _echo(ctx, conf.message or DEFAULT_MESSAGES.get(status)))
         if conf.body is not None:
