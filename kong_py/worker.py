@@ -104,11 +104,18 @@ class Worker:
     async def rebuild(self) -> None:
         """Read the store and swap in a new snapshot (never an older one)."""
         async with self._rebuild_lock:
-            data = await asyncio.to_thread(self.store.dump)
-            if data["version"] == self.snapshot.version and self.snapshot.version:
-                return
-            self.snapshot = build_snapshot(data, self.plugins, self.runtime)
-            log.debug("configuration version %s loaded", data["version"])
+            # built in a thread: hashing rings of large upstreams take a while,
+            # and the proxy on this loop must not wait for them
+            snapshot = await asyncio.to_thread(self._build, self.snapshot.version)
+            if snapshot is not None:
+                self.snapshot = snapshot
+                log.debug("configuration version %s loaded", snapshot.version)
+
+    def _build(self, current: int) -> Snapshot | None:
+        data = self.store.dump()
+        if data["version"] == current and current:
+            return None
+        return build_snapshot(data, self.plugins, self.runtime)
 
     async def _flush_access_log(self) -> None:
         while self.access_log is not None:

@@ -6,6 +6,7 @@ in-flight counts of the targets that did not change.
 """
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -74,10 +75,16 @@ class Runtime:
     targets: dict[str, TargetRuntime] = field(default_factory=dict)
     version: int = 0
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def get(self, target_id: str) -> TargetRuntime:
+        """The target's state, created on first use (snapshots are built in a thread)."""
         state = self.targets.get(target_id)
         if state is None:
-            state = self.targets[target_id] = TargetRuntime(target_id)
+            with self._lock:
+                state = self.targets.get(target_id)
+                if state is None:
+                    state = self.targets[target_id] = TargetRuntime(target_id)
         return state
 
     def set_healthy(self, target_id: str, healthy: bool) -> bool:
@@ -96,6 +103,6 @@ class Runtime:
 
     def forget(self, keep: set[str]) -> None:
         """Drop state of targets that no longer exist (in-flight ones stay until done)."""
-        for target_id in [t for t in self.targets if t not in keep]:
+        for target_id in [t for t in list(self.targets) if t not in keep]:  # list(): called off the loop
             if self.targets[target_id].in_flight == 0:
                 del self.targets[target_id]

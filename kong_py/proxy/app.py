@@ -251,6 +251,7 @@ class Proxy:
                 continue
             ttfb = ctx.upstream_ttfb = time.monotonic() - started
             runtime.observe_latency(ttfb)
+            notify(target)
             status = response.status
             stats.observe(status, ttfb)
             ctx.tries.append({"target": target.target, "status": status, "latency": ttfb})

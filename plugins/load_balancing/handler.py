@@ -5,6 +5,9 @@ from typing import Callable
 
 from kong_py.hookspecs import hookimpl
 
+from .consistent_hashing import ConsistentHashing
+from .latency import Latency
+from .least_connections import LeastConnections
 from .round_robin import RoundRobin
 
 
@@ -17,3 +20,6 @@ class LoadBalancing:
     def register_algorithms(self, register: Callable[..., None]) -> None:
         register("round-robin", RoundRobin, aliases=("round_robin",))
         register("weighted-round-robin", RoundRobin, aliases=("weighted", "weighted_round_robin"))
+        register("least-connections", LeastConnections, aliases=("least_conn", "least_connections", "least-conn"))
+        register("consistent-hashing", ConsistentHashing, aliases=("consistent_hashing", "hash"))
+        register("latency", Latency)

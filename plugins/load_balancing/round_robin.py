@@ -4,8 +4,12 @@ Each target's k-th pick is due at ``k / weight`` of a cycle; a heap always
 yields the earliest due target (earliest-deadline-first). Over every cycle of
 ``sum(weights)`` picks each target is chosen exactly ``weight`` times, and its
 picks are spread evenly through the cycle instead of coming in bursts.
-Skipped targets are advanced as if picked, so the others keep their exact
-shares and a recovered target does not get a burst of catch-up picks.
+
+Skipped targets are set aside while the heap yields the first target that is
+not skipped, then put back with their turns up to that point counted as
+used: the others keep their exact shares, a recovered target does not get a
+burst of catch-up picks, and a skipped target costs work only about as often
+as it would have been picked (not once per unit of its weight).
 """
 from __future__ import annotations
 
@@ -17,33 +21,47 @@ from kong_py.balancer.target import TargetInfo
 
 class RoundRobin:
     def __init__(self, upstream: dict[str, Any], targets: Sequence[TargetInfo]) -> None:
-        self.targets = list(targets)
+        # weight 0 never takes traffic (the core drops such targets already)
+        self.targets = [t for t in targets if t.weight > 0]
         self.weights = [t.weight for t in self.targets]
+        #: picks (or skipped turns) of each target in the current cycle
         self.counts = [0] * len(self.targets)
         self.heap = [(1 / w, i) for i, w in enumerate(self.weights)]
         heapq.heapify(self.heap)
 
-    def _advance(self, index: int) -> None:
-        """Count one pick of ``index`` and requeue it at its next due time."""
-        self.counts[index] += 1
+    def _requeue(self, index: int) -> None:
         due = (self.counts[index] + 1) / self.weights[index]
-        heapq.heapreplace(self.heap, (due, index))
-        if self.heap[0][0] > 1.0:
-            self._rebase()
+        heapq.heappush(self.heap, (due, index))
 
     def _rebase(self) -> None:
-        """A cycle is over: subtract it, so due times stay small and exact."""
-        self.counts = [max(0, c - w) for c, w in zip(self.counts, self.weights)]
+        """Cycles are over: subtract them, so due times stay small and exact."""
+        cycles = min(c // w for c, w in zip(self.counts, self.weights))
+        self.counts = [c - cycles * w for c, w in zip(self.counts, self.weights)]
         self.heap = [((c + 1) / w, i) for i, (c, w) in enumerate(zip(self.counts, self.weights))]
         heapq.heapify(self.heap)
 
     def pick(self, ctx: Any, skip: Callable[[TargetInfo], bool]) -> TargetInfo | None:
-        skipped: set[int] = set()
-        while len(skipped) < len(self.targets):
-            index = self.heap[0][1]
-            self._advance(index)
-            target = self.targets[index]
-            if not skip(target):
-                return target
-            skipped.add(index)
-        return None
+        heap, targets = self.heap, self.targets
+        skipped: list[int] = []
+        chosen = -1
+        now = 0.0
+        while heap:
+            now, index = heapq.heappop(heap)
+            if not skip(targets[index]):
+                chosen = index
+                break
+            skipped.append(index)
+        if chosen < 0:  # all skipped: no turn was taken, put everything back
+            for index in skipped:
+                self._requeue(index)
+            return None
+        counts, weights = self.counts, self.weights
+        counts[chosen] += 1
+        self._requeue(chosen)
+        for index in skipped:
+            # its turns due up to ``now`` are used up, as if it had been picked
+            counts[index] = max(counts[index], int(now * weights[index]))
+            self._requeue(index)
+        if heap and heap[0][0] > 1.0:
+            self._rebase()
+        return targets[chosen]
