@@ -19,8 +19,8 @@ from ..schemas import Plugin, Route, SchemaError, Service, Target, Upstream, sch
 from ..schemas.base import Schema, is_uuid, new_id, now
 from ..schemas.healthchecks import HealthChecksShort, apply_short_form
 from ..schemas.target import SECRET_FIELDS, join_target, split_target
-from .errors import (ApiError, foreign_key_violation, from_schema_error, not_found, referenced_by,
-                     schema_violation, unique_violation)
+from .errors import (ApiError, foreign_key_violation, from_schema_error, not_found, primary_key_violation,
+                     referenced_by, schema_violation, unique_violation)
 
 META = ("id", "created_at", "updated_at")
 #: dict-valued fields that PATCH replaces instead of merging (maps, not records)
@@ -113,7 +113,7 @@ class Dao:
                 return 200, self._update("targets", existing, payload, replace=False, parent=parent)
         entity_id = self._new_id(payload)
         entity = self._validate(table, self._with_parent(_strip_meta(payload), parent))
-        stamp = now()
+        stamp = now(precise=table == "targets")
         entity = {"id": entity_id, **entity, "created_at": stamp, "updated_at": stamp}
         inserts = [(table, entity)]
         if embedded is not None:
@@ -123,18 +123,21 @@ class Dao:
         return 201, entity
 
     def upsert(self, table: str, ident: str, payload: dict[str, Any], parent: Parent | None = None) -> tuple[int, dict[str, Any]]:
-        """PUT: replace the entity named by ``ident``, or create it."""
+        """PUT: replace the entity named by ``ident``, or create it.
+
+        As in Kong, a name (or a target's host:port) in the URL is the entity's,
+        so a replacement body need not repeat it; fields not given get defaults.
+        """
+        payload = dict(payload)
+        if not is_uuid(ident) and KINDS[table].key:
+            _url_key(table, ident, payload)
         existing = self.find(table, ident, parent)
         if existing is not None:
+            if table == "targets" and not any(payload.get(f) is not None for f in ("target", "host", "provider")):
+                payload["target"] = existing["target"]  # by id: the URL still names the target
             return 200, self._update(table, existing, payload, replace=True, parent=parent)
-        payload = dict(payload)
         if is_uuid(ident):
             payload["id"] = ident
-        elif KINDS[table].key:
-            key = KINDS[table].key
-            if payload.get(key) not in (None, ident):
-                raise schema_violation({key: f"value '{payload[key]}' does not match the one in the URL '{ident}'"})
-            payload[key] = ident
         return self.create(table, payload, parent)
 
     def patch(self, table: str, ident: str, payload: dict[str, Any], parent: Parent | None = None) -> dict[str, Any]:
@@ -177,7 +180,8 @@ class Dao:
         entity = self._validate(table, self._with_parent(merged, parent))
         if not replace and table == "upstreams" and short is not None:
             entity["health_checks"] = short  # kept for read-back; healthchecks already holds its effect
-        entity = {"id": existing["id"], **entity, "created_at": existing["created_at"], "updated_at": now()}
+        entity = {"id": existing["id"], **entity, "created_at": existing["created_at"],
+                  "updated_at": now(precise=table == "targets")}
         self._check_unique(table, entity, creating=False)
         self._write(updates=[(table, entity)])
         return entity
@@ -255,7 +259,7 @@ class Dao:
         out: list[dict[str, Any]] = []
         errors: list[Any] = []
         seen: set[str] = set()
-        stamp = now()
+        stamp = now(precise=True)
         for item in targets:
             if not isinstance(item, dict):
                 errors.append("expected a record")
@@ -270,7 +274,8 @@ class Dao:
                 continue
             seen.add(entity["target"])
             errors.append(None)
-            out.append({"id": self._new_id(item), **entity, "created_at": stamp, "updated_at": stamp})
+            created = round(stamp + len(out) / 1000, 3)  # keeps the order they were given in
+            out.append({"id": self._new_id(item), **entity, "created_at": created, "updated_at": created})
         if any(e is not None for e in errors):
             raise schema_violation({"targets": errors})
         return out
@@ -285,6 +290,8 @@ class Dao:
 
     def _check_unique(self, table: str, entity: dict[str, Any], creating: bool) -> None:
         """Friendly 409s (the database constraints stay the last word)."""
+        if creating and self.store.get(table, entity["id"]) is not None:
+            raise primary_key_violation(entity["id"])
         key = KINDS[table].key
         if table == "targets":
             other = self.store.find("targets", upstream_id=entity["upstream"]["id"], target=entity["target"])
@@ -300,8 +307,6 @@ class Dao:
             other = self.store.find(table, **{key: entity[key]})
             if other is not None and other["id"] != entity["id"]:
                 raise unique_violation({key: entity[key]})
-        if creating and self.store.get(table, entity["id"]) is not None:
-            raise unique_violation({"id": entity["id"]})
 
     def _write(self, **changes: Any) -> None:
         try:
@@ -356,6 +361,33 @@ def _drop_stale_address(merged: dict[str, Any], payload: dict[str, Any]) -> None
                 merged.pop(field, None)
     elif "host" in payload or "port" in payload:
         merged.pop("target", None)
+
+
+def _url_key(table: str, ident: str, payload: dict[str, Any]) -> None:
+    """Put the endpoint key from a PUT URL into the body (in place); a different one is an error."""
+    key = KINDS[table].key
+    assert key is not None
+    given = payload.get(key)
+    if table == "targets":
+        if given is None and payload.get("host") is None:
+            payload[key] = ident
+        if given is None or not isinstance(given, str):
+            return
+        same = _same_target(given, ident)
+    else:
+        same = given is None or given == ident
+        payload[key] = given if given is not None else ident
+    if not same:
+        raise schema_violation({key: f"value '{given}' does not match the one in the URL '{ident}'"})
+
+
+def _same_target(a: str, b: str) -> bool:
+    """Whether two host[:port] strings name the same target (port 8000 when omitted)."""
+    try:
+        (host_a, port_a), (host_b, port_b) = split_target(a), split_target(b)
+    except ValueError:
+        return a == b
+    return join_target(host_a, port_a or 8000) == join_target(host_b, port_b or 8000)
 
 
 def _strip_meta(data: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,12 @@ def unique_violation(fields: dict[str, Any]) -> ApiError:
                           "message": f"UNIQUE violation detected on '{_lua(fields)}'", "fields": fields})
 
 
+def primary_key_violation(ident: str) -> ApiError:
+    """Kong answers an insert with a taken id with 400 (code 3), not a 409."""
+    return ApiError(400, {"code": 3, "name": "primary key violation",
+                          "message": f"primary key violation on key '{_lua({'id': ident})}'", "fields": {"id": ident}})
+
+
 def foreign_key_violation(field: str, key: dict[str, Any], table: str) -> ApiError:
     return ApiError(400, {"code": 4, "name": "foreign key violation",
                           "message": f"the foreign key '{_lua(key)}' does not reference an existing '{table}' entity.",

@@ -141,14 +141,6 @@ def between(low: int, high: int):
     return AfterValidator(check)
 
 
-def at_least(low: int | float):
-    def check(value: int | float | None) -> int | float | None:
-        if value is not None and value < low:
-            raise ValueError(f"value must be greater than or equal to {low}")
-        return value
-    return AfterValidator(check)
-
-
 def _check_tags(tags: list[str] | None) -> list[str] | None:
     if tags is None:
         return None

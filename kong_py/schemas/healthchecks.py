@@ -7,14 +7,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from .base import Schema, _as_list, between
 
-Number = int | float
+def _number(value: Any) -> int | float:
+    """Kong's ``number``: an int or a float, also from a form's text, one message when not."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    raise ValueError("expected a number")
+
+
+Number = Annotated[int | float, BeforeValidator(_number)]
 Interval = Annotated[Number, between(0, 65535)]
 Count = Annotated[int, between(0, 255)]
 Statuses = Annotated[list[Annotated[int, between(100, 999)]], BeforeValidator(_as_list)]
+
+
+def _absolute(path: str) -> str:
+    """Probes request this path as is, so it must be absolute (Kong's typedefs.path)."""
+    if not path.startswith("/"):
+        raise ValueError("should start with: /")
+    return path
+
+
+Path = Annotated[str, AfterValidator(_absolute)]
 
 
 class ActiveHealthy(Schema):
@@ -35,7 +60,7 @@ class Active(Schema):
     type: Literal["tcp", "http", "https", "grpc", "grpcs"] = "http"
     timeout: Interval = 1
     concurrency: Annotated[int, between(1, 2147483648)] = 10
-    http_path: str = "/"
+    http_path: Path = "/"
     https_sni: str | None = None
     https_verify_certificate: bool = True
     headers: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] | None = None
@@ -73,7 +98,7 @@ class HealthChecksShort(Schema):
     """The seeds' ``health_checks`` object."""
 
     passive: bool | None = None
-    path: str | None = None
+    path: Path | None = None
     interval: Interval | None = None
     threshold: Annotated[int, between(0, 255)] | None = None
     headers: dict[str, str] | None = None
@@ -94,9 +119,10 @@ def apply_short_form(healthchecks: dict[str, Any], short: HealthChecksShort) -> 
         active["http_path"] = short.path
     if short.headers is not None:
         active["headers"] = {k: [v] for k, v in short.headers.items()}
-    if short.interval:
+    if short.interval is not None:  # 0 turns probing off again (a PATCH may send it)
         active["healthy"]["interval"] = short.interval
         active["unhealthy"]["interval"] = short.interval
+    if short.interval:
         active["healthy"]["successes"] = threshold
         active["unhealthy"]["http_failures"] = threshold
         active["unhealthy"]["tcp_failures"] = threshold

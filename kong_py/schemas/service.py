@@ -12,6 +12,28 @@ Timeout = Annotated[int, between(1, 2147483646)]
 StatusList = Annotated[list[Annotated[int, between(100, 599)]], BeforeValidator(_as_list)]
 
 
+def _url_fields(url: str) -> dict[str, Any]:
+    """The fields Kong's ``url`` shorthand stands for. Parts that are missing or
+    wrong are left to the fields' own checks, so errors name the field (host,
+    port, protocol) as Kong's do; a url without a path clears ``path``."""
+    parts = urlsplit(url)
+    fields: dict[str, Any] = {"path": parts.path or None}
+    if parts.scheme:
+        fields["protocol"] = parts.scheme
+    if parts.hostname:
+        fields["host"] = parts.hostname
+    try:
+        port: Any = parts.port
+    except ValueError:  # not a number or out of range
+        port = parts.netloc.rpartition(":")[2]
+        port = int(port) if port.isdigit() else port
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme)
+    if port is not None:
+        fields["port"] = port
+    return fields
+
+
 class Service(Schema):
     name: str | None = None
     protocol: Literal["http", "https"] = "http"
@@ -37,15 +59,7 @@ class Service(Schema):
                 data = {k: v for k, v in data.items() if k != "url"}
             return data
         data = dict(data)
-        url = str(data.pop("url"))
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url: missing host in url")
-        data["protocol"] = parts.scheme
-        data["host"] = parts.hostname
-        data["port"] = parts.port or (443 if parts.scheme == "https" else 80)
-        if parts.path:
-            data["path"] = parts.path
+        data.update(_url_fields(str(data.pop("url"))))
         return data
 
     @field_validator("path")
