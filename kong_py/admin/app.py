@@ -183,6 +183,17 @@ class AdminApi:
             return json_response(204, None)
         return endpoint
 
+    def target_state(self, state: str) -> Endpoint:
+        """``/drain``, ``/disable``, ``/enable``: store the target's state (every worker follows)."""
+        @kong_errors
+        async def endpoint(request: Request) -> Response:
+            upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
+            target = await self.call(self.dao.patch, "targets", request.path_params["target"], {"state": state},
+                                     Parent("upstream", upstream))
+            await self.changed()
+            return json_response(200, self.dao.present("targets", target))
+        return endpoint
+
 
 def _next_query(request: Request, token: str) -> dict[str, str]:
     """The query of a list's ``next`` link: the offset, keeping ``size`` and ``tags``."""
@@ -220,6 +231,9 @@ def create_admin_app(worker: "Worker") -> Starlette:
         Route("/upstreams/{upstream}/targets/all", api.collection("targets", upstream_parent), methods=["GET"]),
         Route("/upstreams/{upstream}/targets/{target}/healthy", api.target_health(True), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/unhealthy", api.target_health(False), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}/drain", api.target_state("DRAINING"), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}/disable", api.target_state("DISABLED"), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}/enable", api.target_state("ENABLED"), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}", api.item("targets", "target", upstream_parent), methods=entity),
         Route("/plugins", api.collection("plugins"), methods=listing),
         Route("/plugins/enabled", api.enabled_plugins, methods=["GET"]),

@@ -85,6 +85,20 @@ async def test_draining_finishes_in_flight_and_takes_no_new_requests(gateway, up
     assert (await served_by(gateway, 4))[a.address] == 2
 
 
+async def test_state_endpoints(gateway, upstreams):
+    a, b = await upstreams("a"), await upstreams("b")
+    await setup(gateway, [{"target": a.address}, {"target": b.address}])
+    for action, state in (("drain", "DRAINING"), ("disable", "DISABLED")):
+        status, body = await gateway.admin("PUT", f"/upstreams/pool/targets/{a.address}/{action}")
+        assert status == 200 and body["state"] == state
+        assert await served_by(gateway, 3) == {b.address: 3}
+    status, body = await gateway.admin("POST", f"/upstreams/pool/targets/{a.address}/enable")
+    assert status == 200 and body["state"] == "ENABLED"
+    assert (await served_by(gateway, 4))[a.address] == 2
+    status, body = await gateway.admin("PUT", "/upstreams/pool/targets/127.0.0.1:1/drain")
+    assert status == 404
+
+
 async def test_disabled_target_gets_nothing(gateway, upstreams):
     a, b = await upstreams("a"), await upstreams("b")
     await setup(gateway, [{"target": a.address, "state": "DISABLED"}, {"target": b.address}])
