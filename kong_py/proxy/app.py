@@ -99,10 +99,7 @@ class Proxy:
         chain = plan.chain
         try:
             try:
-                for call in chain.access:
-                    result = call.call(ctx, call.conf)
-                    if call.is_async:
-                        await result
+                await _run(chain.access, ctx)
             except Exit:
                 pass
             if ctx.exit_response is None:
@@ -214,10 +211,7 @@ class Proxy:
                     headers[name] = value
             upstream_request.path = target.path or base_path
             try:
-                for call in chain.balancer:
-                    result = call.call(ctx, call.conf)
-                    if call.is_async:
-                        await result
+                await _run(chain.balancer, ctx)
             except Exit:
                 await self._respond(ctx, plan, send)
                 return
@@ -353,6 +347,14 @@ class Proxy:
             headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _run(calls: tuple[Any, ...], ctx: Context) -> None:
+    """Run one phase's hooks in PRIORITY order (sync or async)."""
+    for call in calls:
+        result = call.call(ctx, call.conf)
+        if call.is_async:
+            await result
 
 
 async def _run_header_filter(ctx: Context, chain: Any) -> None:

@@ -124,7 +124,7 @@ def schema_error(exc: ValidationError) -> SchemaError:
 
 # --- reusable field types -------------------------------------------------
 
-def _as_list(value: Any) -> Any:
+def as_list(value: Any) -> Any:
     """A single form value for an array field becomes a one-element array."""
     if isinstance(value, str):
         return [value]
@@ -150,8 +150,8 @@ def _check_tags(tags: list[str] | None) -> list[str] | None:
     return tags
 
 
-StrList = Annotated[list[str], BeforeValidator(_as_list)]
-Tags = Annotated[list[str] | None, BeforeValidator(_as_list), AfterValidator(_check_tags)]
+StrList = Annotated[list[str], BeforeValidator(as_list)]
+Tags = Annotated[list[str] | None, BeforeValidator(as_list), AfterValidator(_check_tags)]
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from .base import Schema, _as_list, between
+from .base import Schema, as_list, between
 
 def _number(value: Any) -> int | float:
     """Kong's ``number``: an int or a float, also from a form's text, one message when not."""
@@ -29,7 +29,7 @@ def _number(value: Any) -> int | float:
 Number = Annotated[int | float, BeforeValidator(_number)]
 Interval = Annotated[Number, between(0, 65535)]
 Count = Annotated[int, between(0, 255)]
-Statuses = Annotated[list[Annotated[int, between(100, 999)]], BeforeValidator(_as_list)]
+Statuses = Annotated[list[Annotated[int, between(100, 999)]], BeforeValidator(as_list)]
 
 
 def _absolute(path: str) -> str:
@@ -63,7 +63,7 @@ class Active(Schema):
     http_path: Path = "/"
     https_sni: str | None = None
     https_verify_certificate: bool = True
-    headers: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] | None = None
+    headers: dict[str, Annotated[list[str], BeforeValidator(as_list)]] | None = None
     healthy: ActiveHealthy = Field(default_factory=ActiveHealthy)
     unhealthy: ActiveUnhealthy = Field(default_factory=ActiveUnhealthy)
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from .base import Schema, Tags, _as_list
+from .base import Schema, Tags, as_list
 
 
 class Plugin(Schema):
@@ -13,7 +13,7 @@ class Plugin(Schema):
     instance_name: str | None = None
     config: dict[str, Any] | None = None
     enabled: bool = True
-    protocols: Annotated[list[Literal["grpc", "grpcs", "http", "https"]], BeforeValidator(_as_list)] = [
+    protocols: Annotated[list[Literal["grpc", "grpcs", "http", "https"]], BeforeValidator(as_list)] = [
         "grpc", "grpcs", "http", "https"]
     service: dict[str, Any] | None = None
     route: dict[str, Any] | None = None

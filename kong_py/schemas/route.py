@@ -6,18 +6,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from .base import Schema, StrList, Tags, _as_list
+from .base import Schema, StrList, Tags, as_list
 
 Protocol = Literal["http", "https"]
 
 
 class Route(Schema):
     name: str | None = None
-    protocols: Annotated[list[Protocol], BeforeValidator(_as_list)] = ["http", "https"]
+    protocols: Annotated[list[Protocol], BeforeValidator(as_list)] = ["http", "https"]
     methods: StrList | None = None
     hosts: StrList | None = None
     paths: StrList | None = None
-    headers: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] | None = None
+    headers: dict[str, Annotated[list[str], BeforeValidator(as_list)]] | None = None
     strip_path: bool = True
     preserve_host: bool = False
     regex_priority: int = 0

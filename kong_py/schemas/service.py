@@ -6,10 +6,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from .base import Schema, Tags, _as_list, between
+from .base import Schema, Tags, as_list, between
 
 Timeout = Annotated[int, between(1, 2147483646)]
-StatusList = Annotated[list[Annotated[int, between(100, 599)]], BeforeValidator(_as_list)]
+StatusList = Annotated[list[Annotated[int, between(100, 599)]], BeforeValidator(as_list)]
 
 
 def _url_fields(url: str) -> dict[str, Any]:

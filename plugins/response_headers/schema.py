@@ -11,17 +11,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from kong_py.schemas.base import as_list
+
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: headers that frame the message: changing them would corrupt the response
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
-
-
-def _as_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict) and all(str(k).isdigit() for k in value):
-        return [value[k] for k in sorted(value, key=int)]
-    return value
 
 
 def _as_map(value: Any) -> Any:
@@ -46,7 +40,7 @@ def _check_name(name: str) -> None:
         raise ValueError(f"header '{name}' cannot be changed by this plugin")
 
 
-HeaderNames = Annotated[list[str], BeforeValidator(_as_list)]
+HeaderNames = Annotated[list[str], BeforeValidator(as_list)]
 HeaderMap = Annotated[dict[str, str], BeforeValidator(_as_map)]
 
 
