@@ -6,6 +6,8 @@ from collections import Counter
 
 from aiohttp import web
 
+from support import wait_for
+
 
 async def _pool(gateway, upstreams, algorithm, weights, **fields):
     servers = [await upstreams(chr(ord("a") + i)) for i in range(len(weights))]
@@ -72,7 +74,8 @@ async def test_least_connections_avoids_the_busy_target(gateway, upstreams):
     pending = []
     for _ in range(2):
         pending.append(asyncio.ensure_future(gateway.proxy("GET", "/api/x")))
-        await asyncio.sleep(0.2)
+        # the request has reached a server (and, on the slow one, stays there)
+        await wait_for(lambda: slow_server.hits + fast_server.hits == len(pending))
     assert slow_server.hits == 1
     served = Counter()
     for _ in range(10):
