@@ -92,20 +92,29 @@ async def _worker(host: str, port: int, requests: list[bytes], deadline: float, 
 async def run(url_host: str, port: int, path: str = "/", *, connections: int = 50,
               duration: float = 5.0, host_header: str | None = None,
               extra_headers: dict[str, str] | None = None,
-              vary_header: str | None = None, variants: int = 1000) -> Result:
+              vary_header: str | None = None, vary_path: bool = False,
+              variants: int = 1000) -> Result:
     """Hammer ``http://url_host:port/path`` for ``duration`` seconds.
 
     With ``vary_header``, requests carry that header with ``variants`` distinct
-    values (``user-0`` ...), cycled per connection (e.g. for hash balancing).
+    values (``user-0`` ...); with ``vary_path``, the path gets a suffix
+    ``/0`` ... ``/<variants - 1>``. Each connection cycles through the variants
+    from its own starting point (e.g. for hash balancing, or to defeat caches
+    keyed by URL).
     """
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host_header or f'{url_host}:{port}'}"]
+    fixed = [f"Host: {host_header or f'{url_host}:{port}'}"]
     for name, value in (extra_headers or {}).items():
-        lines.append(f"{name}: {value}")
-    if vary_header:
-        requests = [("\r\n".join(lines + [f"{vary_header}: user-{v}"]) + "\r\n\r\n").encode()
-                    for v in range(max(1, variants))]
-    else:
-        requests = [("\r\n".join(lines) + "\r\n\r\n").encode()]
+        fixed.append(f"{name}: {value}")
+
+    def build(v: int | None) -> bytes:
+        target = f"{path.rstrip('/')}/{v}" if vary_path and v is not None else path
+        lines = [f"GET {target} HTTP/1.1", *fixed]
+        if vary_header and v is not None:
+            lines.append(f"{vary_header}: user-{v}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    varied = bool(vary_header or vary_path)
+    requests = [build(v) for v in range(max(1, variants))] if varied else [build(None)]
     result = Result()
     start = time.perf_counter()
     deadline = start + duration
@@ -125,6 +134,8 @@ def main() -> None:
     parser.add_argument("-d", "--duration", type=float, default=5.0)
     parser.add_argument("--vary-header", metavar="NAME",
                         help="send this header with 1000 distinct values (user-0 ...)")
+    parser.add_argument("--vary-path", action="store_true",
+                        help="append /0 ... /999 to the path (distinct URLs)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -133,7 +144,7 @@ def main() -> None:
         pass
     res = asyncio.run(run(args.host, args.port, args.path,
                           connections=args.connections, duration=args.duration,
-                          vary_header=args.vary_header))
+                          vary_header=args.vary_header, vary_path=args.vary_path))
     print(f"{res.rps:.0f} req/s p50={res.percentile(50):.2f}ms p99={res.percentile(99):.2f}ms "
           f"errors={res.errors} statuses={res.statuses}")
 
