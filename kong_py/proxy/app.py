@@ -135,36 +135,37 @@ class Proxy:
         server = scope.get("server") or ("", 0)
         query = scope["query_string"].decode("latin-1")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        headers: CIMultiDict[str] = CIMultiDict()
         drop = HOP_BY_HOP
         for name, value in raw_headers:
             if name == b"connection":
                 drop = HOP_BY_HOP | connection_tokens(value)
-        upstream_headers: CIMultiDict[str] = CIMultiDict()
         forwarded_for = None
+        kept = []
         for name, value in raw_headers:
-            key, text = name.decode("latin-1"), value.decode("latin-1")
-            headers.add(key, text)
             if name in drop or name == b"host":
                 continue
             if name == b"x-forwarded-for":
+                text = value.decode("latin-1")
                 forwarded_for = text if forwarded_for is None else f"{forwarded_for}, {text}"
                 continue
             if name.startswith(b"x-forwarded-") or name == b"x-real-ip":
                 continue  # the gateway sets these; clients are not trusted
-            upstream_headers.add(key, text)
+            kept.append((name.decode("latin-1"), value.decode("latin-1")))
+        upstream_headers: CIMultiDict[str] = CIMultiDict(kept)
         scheme = scope.get("scheme", "http")
-        request = Request(scope["method"], scheme, scope["path"], raw_path, query, headers,
+        request = Request(scope["method"], scheme, scope["path"], raw_path, query, raw_headers,
                           client[0], client[1], host, server[1])
         client_ip = client[0]
-        upstream_headers["X-Forwarded-For"] = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
-        upstream_headers["X-Forwarded-Proto"] = scheme
-        upstream_headers["X-Forwarded-Host"] = _strip_port(host) if host else ""
-        upstream_headers["X-Forwarded-Port"] = str(server[1])
-        upstream_headers["X-Real-IP"] = client_ip
+        upstream_headers.extend((
+            ("X-Forwarded-For", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip),
+            ("X-Forwarded-Proto", scheme),
+            ("X-Forwarded-Host", _strip_port(host) if host else ""),
+            ("X-Forwarded-Port", str(server[1])),
+            ("X-Real-IP", client_ip),
+            ("Via", VIA),
+        ))
         if matched_path and plan.strip_path and not matched_path.startswith("~"):
             upstream_headers["X-Forwarded-Prefix"] = matched_path
-        upstream_headers.add("Via", VIA)
         path = _upstream_path(plan, raw_path, scope["path"], matched_path)
         ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
                       plan.route, plan.service, plan.upstream, self.worker)
@@ -182,7 +183,7 @@ class Proxy:
             data = upstream_request.body
         elif ctx.body is not None:
             data = ctx.body
-        elif _has_body(ctx.request.headers):
+        elif _has_body(ctx.request.raw_headers):
             buffered, complete = await _read_limited(receive, self.body_limit)
             if complete:
                 data = ctx.body = buffered
@@ -216,10 +217,9 @@ class Proxy:
                 await self._respond(ctx, plan, send)
                 return
             upstream_request.headers["Host"] = _host_header(ctx, plan, target)
-            scheme = target.protocol or plan.protocol
-            url = f"{scheme}://{target.host_header if target.protocol else _host_port(target)}{upstream_request.path}"
-            if upstream_request.query_string:
-                url = f"{url}?{upstream_request.query_string}"
+            url = URL.build(scheme=target.protocol or plan.protocol,
+                            authority=target.host_header if target.protocol else _host_port(target),
+                            path=upstream_request.path, query_string=upstream_request.query_string, encoded=True)
             body = upstream_request.body if upstream_request.body is not None else data
             runtime = target.runtime
             runtime.in_flight += 1
@@ -228,7 +228,7 @@ class Proxy:
             ctx.upstream_started_at = started
             try:
                 response = await session.request(
-                    upstream_request.method, URL(url, encoded=True), headers=upstream_request.headers,
+                    upstream_request.method, url, headers=upstream_request.headers,
                     data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
             except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
@@ -378,12 +378,20 @@ async def _filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
 
 async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, send: Send) -> None:
     filters = chain.body_filter
+    remaining = response.content_length if not filters else None
     async for chunk in response.content.iter_any():
         if filters:
             chunk = await _filter(ctx, chain, chunk)
             if not chunk:
                 continue
+        if remaining is not None:
+            remaining -= len(chunk)
+            if remaining <= 0:  # the last chunk closes the response: no extra empty message
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    if remaining:
+        raise aiohttp.ClientPayloadError(f"upstream closed with {remaining} bytes of the body missing")
     tail = await _filter(ctx, chain, b"") if filters else b""
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -464,9 +472,11 @@ def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     return out
 
 
-def _has_body(headers: CIMultiDict[str]) -> bool:
-    length = headers.get("content-length")
-    return (length is not None and length != "0") or "transfer-encoding" in headers
+def _has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in raw_headers:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            return True
+    return False
 
 
 async def _read_all(receive: Receive) -> bytes:

@@ -18,24 +18,36 @@ if TYPE_CHECKING:
 
 
 class Request:
-    """The client's request as received (read-only by convention)."""
+    """The client's request as received (read-only by convention).
 
-    __slots__ = ("method", "scheme", "path", "raw_path", "query_string", "headers", "client_ip",
-                 "client_port", "host", "port", "_query")
+    ``headers`` is built on first use; ``raw_headers`` are the ASGI pairs.
+    """
+
+    __slots__ = ("method", "scheme", "path", "raw_path", "query_string", "raw_headers", "client_ip",
+                 "client_port", "host", "port", "_query", "_headers")
 
     def __init__(self, method: str, scheme: str, path: str, raw_path: str, query_string: str,
-                 headers: CIMultiDict[str], client_ip: str, client_port: int, host: str, port: int) -> None:
+                 raw_headers: list[tuple[bytes, bytes]], client_ip: str, client_port: int, host: str,
+                 port: int) -> None:
         self.method = method
         self.scheme = scheme
         self.path = path
         self.raw_path = raw_path
         self.query_string = query_string
-        self.headers = headers
+        self.raw_headers = raw_headers
         self.client_ip = client_ip
         self.client_port = client_port
         self.host = host
         self.port = port
         self._query: list[tuple[str, str]] | None = None
+        self._headers: CIMultiDict[str] | None = None
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """Case-insensitive headers, in order, repeated names kept."""
+        if self._headers is None:
+            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
+        return self._headers
 
     @property
     def query(self) -> list[tuple[str, str]]:

@@ -44,8 +44,8 @@ def ctx(*, path: str = "/", query: Sequence[tuple[str, str]] | str = (), headers
         consumer: dict[str, Any] | None = None) -> Context:
     """A request context as the proxy builds it (no worker, no upstream)."""
     query_string = query if isinstance(query, str) else urlencode(list(query))
-    request = Request("GET", "http", path, path, query_string, CIMultiDict(headers), client_ip, 50000,
-                      "gateway.test", 8000)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in CIMultiDict(headers).items()]
+    request = Request("GET", "http", path, path, query_string, raw, client_ip, 50000, "gateway.test", 8000)
     context = Context(request, UpstreamRequest("GET", path, query_string, CIMultiDict(headers)),
                       {"id": "route"}, None, None, None)
     if captures:
