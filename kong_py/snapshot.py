@@ -42,6 +42,8 @@ class RoutePlan:
     host_header: str | None
     #: upstream statuses that make the gateway try another target
     retry_statuses: frozenset[int] = frozenset()
+    #: seconds the upstream may take to accept each chunk of a large request body
+    write_timeout: float = 60.0
 
 
 @dataclass
@@ -124,6 +126,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
         proxy_url=f"{proxy['protocol']}://{proxy['host']}:{proxy['port']}" if proxy else None,
         host_header=(upstream or {}).get("host_header"),
         retry_statuses=frozenset(service.get("retry_on_statuses") or ()),
+        write_timeout=service["write_timeout"] / 1000,
     )
 
 

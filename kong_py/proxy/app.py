@@ -37,6 +37,10 @@ VIA = f"1.1 kong_py/{__version__}"
 SERVER = f"kong_py/{__version__}".encode()
 JSON = b"application/json; charset=utf-8"
 
+#: request bodies above this size are written in chunks, each bounded by write_timeout
+#: (smaller ones fit in the socket buffers and cannot stall the writer)
+WATCHED_BODY = 256 * 1024
+
 MESSAGES = {
     404: "no Route matched with those values",
     500: "An unexpected error occurred",
@@ -221,15 +225,25 @@ class Proxy:
                             authority=target.host_header if target.protocol else _host_port(target),
                             path=upstream_request.path, query_string=upstream_request.query_string, encoded=True)
             body = upstream_request.body if upstream_request.body is not None else data
+            if isinstance(body, bytes) and (body or "Content-Length" in upstream_request.headers):
+                # the length of what is sent now, even if a plugin replaced the body
+                upstream_request.headers["Content-Length"] = str(len(body))
             runtime = target.runtime
             runtime.in_flight += 1
             notify(target)
             started = time.monotonic()
             ctx.upstream_started_at = started
             try:
-                response = await session.request(
-                    upstream_request.method, url, headers=upstream_request.headers,
-                    data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
+                if body is None or (isinstance(body, bytes) and len(body) <= WATCHED_BODY):
+                    response = await session.request(
+                        upstream_request.method, url, headers=upstream_request.headers,
+                        data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
+                else:  # large or streamed: the upstream must keep taking it (write_timeout)
+                    async with asyncio.timeout(None) as guard:
+                        response = await session.request(
+                            upstream_request.method, url, headers=upstream_request.headers,
+                            data=_watched(body, guard, plan.write_timeout), timeout=plan.timeout,
+                            allow_redirects=False, proxy=plan.proxy_url)
             except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
                 notify(target)
@@ -506,6 +520,25 @@ async def _read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), True
         if size > limit:
             return b"".join(chunks), False
+
+
+async def _watched(body: bytes | AsyncIterator[bytes], guard: asyncio.Timeout,
+                   seconds: float) -> AsyncIterator[bytes]:
+    """Hand the body to the writer chunk by chunk; each chunk must be taken within
+    ``seconds`` (Kong's write_timeout). Waiting for the client's next chunk does not count."""
+    loop = asyncio.get_running_loop()
+    chunks: Any = (body[i:i + WATCHED_BODY] for i in range(0, len(body), WATCHED_BODY)) \
+        if isinstance(body, bytes) else body
+    if isinstance(body, bytes):
+        for chunk in chunks:
+            guard.reschedule(loop.time() + seconds)
+            yield chunk
+    else:
+        async for chunk in chunks:
+            guard.reschedule(loop.time() + seconds)
+            yield chunk
+            guard.reschedule(None)
+    guard.reschedule(None)
 
 
 async def _replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:

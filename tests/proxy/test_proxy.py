@@ -269,3 +269,37 @@ async def test_access_log_has_one_line_per_request(start_gateway, upstreams, tmp
     assert '"GET /api/x?y=1 HTTP/1.1" 200 "probe"' in lines[0]
     assert f"target={up.address} tries=1" in lines[0]
     assert '"GET /missing HTTP/1.1" 404' in lines[1] and "target=- tries=0" in lines[1]
+
+
+async def test_write_timeout_when_the_upstream_stops_reading_the_body(gateway):
+    """An upstream that accepts the connection but never reads: 504 after write_timeout."""
+    accepted = []
+
+    async def stall(reader, writer):
+        accepted.append(writer)  # keep the connection open, never read
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await gateway.admin("POST", "/services", {"name": "svc", "url": f"http://127.0.0.1:{port}",
+                                              "write_timeout": 300, "read_timeout": 10000, "retries": 0})
+    await gateway.admin("POST", "/services/svc/routes", {"paths": ["/api"]})
+    started = time.monotonic()
+    status, _, body = await gateway.proxy("POST", "/api/upload", data=b"x" * (16 * 1024 * 1024))
+    assert status == 504, body
+    assert time.monotonic() - started < 5  # well before the 10 s read timeout
+    server.close()
+    for writer in accepted:
+        writer.close()
+
+
+async def test_buffered_bodies_small_and_large_arrive_with_their_length(gateway, upstreams):
+    async def digest(request, upstream):
+        data = await request.read()
+        return web.json_response({"sha256": hashlib.sha256(data).hexdigest(),
+                                  "length": request.headers.get("Content-Length")})
+    up = await upstreams("a", digest)
+    await _pool(gateway, up.address)
+    await _service(gateway, "pool")
+    for payload in (b"0123456789", bytes(range(256)) * 2048):  # 10 B, and 512 KiB written in chunks
+        status, _, body = await gateway.proxy("POST", "/api/x", data=payload)
+        assert status == 200
+        assert json.loads(body) == {"sha256": hashlib.sha256(payload).hexdigest(), "length": str(len(payload))}
