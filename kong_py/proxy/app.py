@@ -41,6 +41,9 @@ JSON = b"application/json; charset=utf-8"
 #: (smaller ones fit in the socket buffers and cannot stall the writer)
 WATCHED_BODY = 256 * 1024
 
+#: responses up to this size are relayed without watching for the client leaving
+SMALL_RESPONSE = 1024 * 1024
+
 MESSAGES = {
     404: "no Route matched with those values",
     500: "An unexpected error occurred",
@@ -275,6 +278,12 @@ class Proxy:
                     continue
             try:
                 await self._relay(ctx, plan, response, receive, send)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # the answer broke off after it started: nothing to retry, and the
+                # client's connection is closed so it cannot mistake it for complete
+                stats.failures["body"] = stats.failures.get("body", 0) + 1
+                ctx.vars["upstream_error"] = type(exc).__name__
+                log.warning("target %s broke off its response: %s", target.target, exc or type(exc).__name__)
             finally:
                 runtime.in_flight -= 1
                 notify(target)
@@ -303,14 +312,14 @@ class Proxy:
         if chain.header_filter:
             await _run_header_filter(ctx, chain)
         headers = ctx.response.raw_headers()
-        known_length = response.content_length is not None
+        length = response.content_length
         if chain.body_filter:
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
-        if known_length and not chain.body_filter:
+        if length is not None and length <= SMALL_RESPONSE and not chain.body_filter:
             await _stream(ctx, chain, response, send)
             return
-        # unknown length (chunked, SSE): stop when the client goes away
+        # long or open-ended (chunked, SSE): stop as soon as the client goes away
         streaming = asyncio.ensure_future(_stream(ctx, chain, response, send))
         watcher = asyncio.ensure_future(_client_gone(receive))
         try:

@@ -303,3 +303,26 @@ async def test_buffered_bodies_small_and_large_arrive_with_their_length(gateway,
         status, _, body = await gateway.proxy("POST", "/api/x", data=payload)
         assert status == 200
         assert json.loads(body) == {"sha256": hashlib.sha256(payload).hexdigest(), "length": str(len(payload))}
+
+
+async def test_upstream_breaking_off_mid_body_closes_the_client_connection(gateway):
+    async def truncated(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(truncated, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await _pool(gateway, f"127.0.0.1:{port}")
+    await _service(gateway, "pool")
+    async with aiohttp.ClientSession() as client:
+        async with client.get(gateway.proxy_url + "/api/x") as resp:
+            assert resp.status == 200
+            try:
+                await resp.read()
+                raise AssertionError("a truncated body must not look complete")
+            except aiohttp.ClientPayloadError:
+                pass
+    _, metrics = await gateway.admin("GET", "/metrics")
+    assert 'kind="body"' in metrics
+    server.close()
