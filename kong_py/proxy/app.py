@@ -34,6 +34,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 VIA = f"1.1 kong_py/{__version__}"
+VIA_BYTES = VIA.encode()
 SERVER = f"kong_py/{__version__}".encode()
 JSON = b"application/json; charset=utf-8"
 
@@ -338,7 +339,7 @@ class Proxy:
             raise streaming.exception()  # type: ignore[misc]
 
     def _gateway_headers(self, ctx: Context) -> list[tuple[bytes, bytes]]:
-        out = [(b"via", VIA.encode())]
+        out = [(b"via", VIA_BYTES)]
         if ctx.upstream_ttfb is not None:
             out.append((b"x-kong-upstream-latency", str(int(ctx.upstream_ttfb * 1000)).encode()))
             proxy_ms = int(((ctx.upstream_started_at or ctx.started_at) - ctx.started_at) * 1000)
@@ -401,7 +402,7 @@ async def _filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
 
 async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, send: Send) -> None:
     filters = chain.body_filter
-    remaining = response.content_length if not filters else None
+    remaining = response.content_length if not filters and _has_payload(ctx, response.status) else None
     async for chunk in response.content.iter_any():
         if filters:
             chunk = await _filter(ctx, chain, chunk)
@@ -417,6 +418,11 @@ async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, se
         raise aiohttp.ClientPayloadError(f"upstream closed with {remaining} bytes of the body missing")
     tail = await _filter(ctx, chain, b"") if filters else b""
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _has_payload(ctx: Context, status: int) -> bool:
+    """Whether a response carries the body its Content-Length announces (not HEAD, 1xx, 204, 304)."""
+    return ctx.request.method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 async def _client_gone(receive: Receive) -> None:

@@ -326,3 +326,19 @@ async def test_upstream_breaking_off_mid_body_closes_the_client_connection(gatew
     _, metrics = await gateway.admin("GET", "/metrics")
     assert 'kind="body"' in metrics
     server.close()
+
+
+async def test_head_and_not_modified_keep_their_headers_without_a_body(gateway, upstreams):
+    async def conditional(request, upstream):
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(body=b"x" * 50, headers={"ETag": '"v1"'})
+    up = await upstreams("a", conditional)
+    await _pool(gateway, up.address)
+    await _service(gateway, "pool")
+    status, headers, body = await gateway.proxy("HEAD", "/api/file")
+    assert status == 200 and headers["Content-Length"] == "50" and body == b""
+    status, headers, body = await gateway.proxy("GET", "/api/file", headers={"If-None-Match": '"v1"'})
+    assert status == 304 and body == b""
+    status, _, body = await gateway.proxy("GET", "/api/file")  # the connection is still good
+    assert status == 200 and body == b"x" * 50
