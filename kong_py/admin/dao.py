@@ -17,7 +17,7 @@ from ..db.store import Store, UniqueViolation
 from ..plugin_manager import PluginManager
 from ..schemas import Plugin, Route, SchemaError, Service, Target, Upstream, schema_error
 from ..schemas.base import Schema, is_uuid, new_id, now
-from ..schemas.healthchecks import HealthChecksShort, apply_short_form
+from ..schemas.healthchecks import apply_short_form
 from ..schemas.target import SECRET_FIELDS, join_target, split_target
 from .errors import (ApiError, foreign_key_violation, from_schema_error, not_found, primary_key_violation,
                      referenced_by, schema_violation, unique_violation)

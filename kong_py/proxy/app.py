@@ -19,8 +19,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .. import __version__
+from .access_log import access_line, log_line
 from .context import Context, Exit, Request, Response, UpstreamRequest
 from .headers import HOP_BY_HOP, connection_tokens
+from .request_body import WATCHED_BODY, has_body, read_all, read_limited, replay, watched
+from .upstream_address import host_header, host_port, strip_port, upstream_path
 
 if TYPE_CHECKING:
     from ..balancer.target import TargetInfo
@@ -37,10 +40,6 @@ VIA = f"1.1 kong_py/{__version__}"
 VIA_BYTES = VIA.encode()
 SERVER = f"kong_py/{__version__}".encode()
 JSON = b"application/json; charset=utf-8"
-
-#: request bodies above this size are written in chunks, each bounded by write_timeout
-#: (smaller ones fit in the socket buffers and cannot stall the writer)
-WATCHED_BODY = 256 * 1024
 
 #: responses up to this size are relayed without watching for the client leaving
 SMALL_RESPONSE = 1024 * 1024
@@ -98,7 +97,7 @@ class Proxy:
             await _send_message(send, 404, MESSAGES[404])
             if self.access_log is not None:
                 agent = next((v.decode("latin-1") for n, v in raw_headers if n == b"user-agent"), "-")
-                self.access_log.write(_log_line(
+                self.access_log.write(log_line(
                     (scope.get("client") or ("-",))[0], scope["method"], scope["path"],
                     scope["query_string"].decode("latin-1"), 404, agent, "-", 0, time.monotonic()))
             return
@@ -133,7 +132,7 @@ class Proxy:
             except Exception:
                 log.exception("log hook of plugin %s failed", call.name)
         if self.access_log is not None:
-            self.access_log.write(_access_line(ctx))
+            self.access_log.write(access_line(ctx))
 
     # -- request preparation ----------------------------------------------
     def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str,
@@ -167,17 +166,17 @@ class Proxy:
         upstream_headers.extend((
             ("X-Forwarded-For", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip),
             ("X-Forwarded-Proto", scheme),
-            ("X-Forwarded-Host", _strip_port(host) if host else ""),
+            ("X-Forwarded-Host", strip_port(host) if host else ""),
             ("X-Forwarded-Port", str(server[1])),
             ("X-Real-IP", client_ip),
             ("Via", VIA),
         ))
         if matched_path and plan.strip_path and not matched_path.startswith("~"):
             upstream_headers["X-Forwarded-Prefix"] = matched_path
-        path = _upstream_path(plan, raw_path, scope["path"], matched_path)
+        path = upstream_path(plan, raw_path, scope["path"], matched_path)
         ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
                       plan.route, plan.service, plan.upstream, self.worker)
-        ctx._body_reader = lambda: _read_all(receive)
+        ctx._body_reader = lambda: read_all(receive)
         if captures:
             ctx.uri_captures = captures
         return ctx
@@ -191,12 +190,12 @@ class Proxy:
             data = upstream_request.body
         elif ctx.body is not None:
             data = ctx.body
-        elif _has_body(ctx.request.raw_headers):
-            buffered, complete = await _read_limited(receive, self.body_limit)
+        elif has_body(ctx.request.raw_headers):
+            buffered, complete = await read_limited(receive, self.body_limit)
             if complete:
                 data = ctx.body = buffered
             else:
-                data = _replay(buffered, receive)
+                data = replay(buffered, receive)
                 max_tries = 1  # a streamed body cannot be sent twice
         base_headers = upstream_request.headers
         base_path = upstream_request.path
@@ -224,9 +223,9 @@ class Proxy:
             except Exit:
                 await self._respond(ctx, plan, send)
                 return
-            upstream_request.headers["Host"] = _host_header(ctx, plan, target)
+            upstream_request.headers["Host"] = host_header(ctx, plan, target)
             url = URL.build(scheme=target.protocol or plan.protocol,
-                            authority=target.host_header if target.protocol else _host_port(target),
+                            authority=target.host_header if target.protocol else host_port(target),
                             path=upstream_request.path, query_string=upstream_request.query_string, encoded=True)
             body = upstream_request.body if upstream_request.body is not None else data
             if isinstance(body, bytes) and (body or "Content-Length" in upstream_request.headers):
@@ -246,7 +245,7 @@ class Proxy:
                     async with asyncio.timeout(None) as guard:
                         response = await session.request(
                             upstream_request.method, url, headers=upstream_request.headers,
-                            data=_watched(body, guard, plan.write_timeout), timeout=plan.timeout,
+                            data=watched(body, guard, plan.write_timeout), timeout=plan.timeout,
                             allow_redirects=False, proxy=plan.proxy_url)
             except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
@@ -447,25 +446,6 @@ def _classify(exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure("read", 502, "unexpected error")
 
 
-def _access_line(ctx: Context) -> str:
-    """One line per request: client, request, status, target, tries, total ms."""
-    request = ctx.request
-    return _log_line(request.client_ip, request.method, request.raw_path, request.query_string,
-                     ctx.response.status if ctx.response is not None else 0,
-                     request.headers.get("user-agent", "-"),
-                     ctx.target.target if ctx.target is not None else "-", len(ctx.tries), ctx.started_at)
-
-
-def _log_line(client: str, method: str, path: str, query: str, status: int, agent: str,
-              target: str, tries: int, started: float) -> str:
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-    elapsed = int((time.monotonic() - started) * 1000)
-    query = f"?{query}" if query else ""
-    agent = agent.replace('"', "'")
-    return (f'{client} - - [{stamp}] "{method} {path}{query} HTTP/1.1" '
-            f'{status} "{agent}" target={target} tries={tries} latency_ms={elapsed}\n')
-
-
 def _cool_down(worker: "Worker", target: "TargetInfo", retry_after: str | None) -> None:
     """Keep a target that answered 429 out of selection for its Retry-After."""
     seconds = 1.0
@@ -499,114 +479,6 @@ def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     for name, value in raw:
         out.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
     return out
-
-
-def _has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in raw_headers:
-        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
-            return True
-    return False
-
-
-async def _read_all(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def _read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Read the body up to ``limit`` bytes; (data, True) when that was all of it."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), True
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks), True
-        if size > limit:
-            return b"".join(chunks), False
-
-
-async def _watched(body: bytes | AsyncIterator[bytes], guard: asyncio.Timeout,
-                   seconds: float) -> AsyncIterator[bytes]:
-    """Hand the body to the writer chunk by chunk; each chunk must be taken within
-    ``seconds`` (Kong's write_timeout). Waiting for the client's next chunk does not count."""
-    loop = asyncio.get_running_loop()
-    chunks: Any = (body[i:i + WATCHED_BODY] for i in range(0, len(body), WATCHED_BODY)) \
-        if isinstance(body, bytes) else body
-    if isinstance(body, bytes):
-        for chunk in chunks:
-            guard.reschedule(loop.time() + seconds)
-            yield chunk
-    else:
-        async for chunk in chunks:
-            guard.reschedule(loop.time() + seconds)
-            yield chunk
-            guard.reschedule(None)
-    guard.reschedule(None)
-
-
-async def _replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:
-    """A body too large to buffer: what was read, then the rest as it arrives."""
-    yield prefix
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        if message.get("body"):
-            yield message["body"]
-        if not message.get("more_body"):
-            return
-
-
-def _strip_port(host: str) -> str:
-    if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.rsplit(":", 1)[0] if ":" in host else host
-
-
-def _host_port(target: "TargetInfo") -> str:
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    return f"{host}:{target.port}"
-
-
-def _host_header(ctx: Context, plan: "RoutePlan", target: "TargetInfo") -> str:
-    if plan.preserve_host and ctx.request.host:
-        return ctx.request.host
-    if plan.host_header:
-        return plan.host_header
-    if target.protocol:
-        return target.host_header
-    default = 443 if plan.protocol == "https" else 80
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    return host if target.port == default else f"{host}:{target.port}"
-
-
-def _upstream_path(plan: "RoutePlan", raw_path: str, path: str, matched: str | None) -> str:
-    """Kong's path joining: service path + the request path, stripped of the matched prefix."""
-    rest = raw_path
-    if plan.strip_path and matched:
-        if raw_path.startswith(matched):
-            rest = raw_path[len(matched):]
-        elif path.startswith(matched):
-            from urllib.parse import quote
-            rest = quote(path[len(matched):], safe="/%:@!$&'()*+,;=-._~")
-    base = plan.service_path
-    if not base or base == "/":
-        return rest if rest.startswith("/") else "/" + rest
-    if not rest or rest == "/":
-        return base + ("/" if rest == "/" and not base.endswith("/") else "")
-    return base.rstrip("/") + (rest if rest.startswith("/") else "/" + rest)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

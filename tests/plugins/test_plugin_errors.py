@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
 FAULTY = '''
 from kong_py.hookspecs import hookimpl

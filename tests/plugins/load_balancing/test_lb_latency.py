@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 
 import pytest
 from lb_fakes import never, same_target, skipping, target, targets

@@ -1,0 +1,80 @@
+"""Reading the client's request body: buffered for retries up to a limit,
+streamed beyond it, and handed to the upstream under write_timeout."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: request bodies above this size are written in chunks, each bounded by write_timeout
+#: (smaller ones fit in the socket buffers and cannot stall the writer)
+WATCHED_BODY = 256 * 1024
+
+
+def has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in raw_headers:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
+async def read_all(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the body up to ``limit`` bytes; (data, True) when that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), True
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+async def watched(body: bytes | AsyncIterator[bytes], guard: asyncio.Timeout,
+                   seconds: float) -> AsyncIterator[bytes]:
+    """Hand the body to the writer chunk by chunk; each chunk must be taken within
+    ``seconds`` (Kong's write_timeout). Waiting for the client's next chunk does not count."""
+    loop = asyncio.get_running_loop()
+    chunks: Any = (body[i:i + WATCHED_BODY] for i in range(0, len(body), WATCHED_BODY)) \
+        if isinstance(body, bytes) else body
+    if isinstance(body, bytes):
+        for chunk in chunks:
+            guard.reschedule(loop.time() + seconds)
+            yield chunk
+    else:
+        async for chunk in chunks:
+            guard.reschedule(loop.time() + seconds)
+            yield chunk
+            guard.reschedule(None)
+    guard.reschedule(None)
+
+
+async def replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:
+    """A body too large to buffer: what was read, then the rest as it arrives."""
+    yield prefix
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body"):
+            return
