@@ -118,9 +118,12 @@ class RunningGateway:
         # short and p99 latency with them.
         gc.collect()
         gc.freeze()
-        common: dict[str, Any] = dict(lifespan="off", log_level=self.config.logging_level, access_log=False,
+        # uvicorn's own start/stop lines (one per server) only at debug level
+        quiet = self.config.logging_level if self.config.logging_level <= logging.DEBUG else \
+            max(self.config.logging_level, logging.WARNING)
+        common: dict[str, Any] = dict(lifespan="off", log_level=quiet, access_log=False,
                                       timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
-                                      http="httptools", ws="none", proxy_headers=False)
+                                      http="httptools", ws="none", proxy_headers=False, log_config=None)
         self._servers = [
             _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common)),
             _Server(uvicorn.Config(create_admin_app(worker), **common)),
@@ -155,6 +158,7 @@ class RunningGateway:
 async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
     gateway = RunningGateway(config, proxy_sock, admin_sock)
     await gateway.start()
+    log.info("worker %d ready", os.getpid())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, gateway.request_stop)
@@ -180,5 +184,7 @@ def _bind(listen: Listen) -> socket.socket:
 
 
 def _setup_logging(config: Config) -> None:
+    """One format for the gateway's and uvicorn's messages."""
     logging.basicConfig(level=config.logging_level, stream=sys.stderr,
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+
