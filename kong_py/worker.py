@@ -47,6 +47,7 @@ class Worker:
         self.stats = Stats()
         self.node_id = _node_id(config)
         self.access_log: TextIO | None = None
+        self._health_seq = 0
 
     async def start(self) -> None:
         if self.config.access_log is not None:
@@ -55,6 +56,7 @@ class Worker:
             self.access_log = open(self.config.access_log, "a", buffering=1 << 16, encoding="utf-8")
             self.spawn(self._flush_access_log())
         await self.rebuild()
+        await self.sync_health()
         self.spawn(self._poll())
         for impl in self.plugins.pm.hook.init_worker.get_hookimpls():
             try:
@@ -130,8 +132,20 @@ class Worker:
                 version = await asyncio.to_thread(self.store.version)
                 if version != self.snapshot.version:
                     await self.rebuild()
+                await self.sync_health()
             except Exception:
                 log.exception("could not refresh the configuration; keeping the current one")
+
+    async def set_health(self, target_id: str, healthy: bool) -> None:
+        """Set a target's health here at once, and for every other worker through the store."""
+        self.runtime.set_healthy(target_id, healthy)
+        await asyncio.to_thread(self.store.set_health, target_id, healthy)
+
+    async def sync_health(self) -> None:
+        """Apply health changes that other workers or nodes recorded."""
+        for target_id, healthy, seq in await asyncio.to_thread(self.store.health_since, self._health_seq):
+            self.runtime.set_healthy(target_id, healthy)
+            self._health_seq = max(self._health_seq, seq)
 
 
 def _node_id(config: Config) -> str:

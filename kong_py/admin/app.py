@@ -179,7 +179,7 @@ class AdminApi:
         async def endpoint(request: Request) -> Response:
             upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
             target = await self.call(self.dao.get, "targets", request.path_params["target"], Parent("upstream", upstream))
-            set_health(self.worker, target, healthy)
+            await set_health(self.worker, target, healthy)
             return json_response(204, None)
         return endpoint
 

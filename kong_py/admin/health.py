@@ -55,5 +55,5 @@ def health_view(worker: "Worker", upstream: dict[str, Any], query: Mapping[str, 
     return {"data": data, "next": None, "total": len(data), "node_id": worker.node_id}
 
 
-def set_health(worker: "Worker", target: dict[str, Any], healthy: bool) -> None:
-    worker.runtime.set_healthy(target["id"], healthy)
+async def set_health(worker: "Worker", target: dict[str, Any], healthy: bool) -> None:
+    await worker.set_health(target["id"], healthy)

@@ -62,6 +62,19 @@ class PluginRow(SQLModel, table=True):
     data: dict = _data()
 
 
+class TargetHealthRow(SQLModel, table=True):
+    """Health set by hand through the Admin API, shared by every worker and node.
+
+    ``seq`` grows with every change so workers fetch only what is new.
+    """
+
+    __tablename__ = "target_health"
+    target_id: str = Field(sa_column=Column(String(36), ForeignKey("targets.id", ondelete="CASCADE"),
+                                            primary_key=True))
+    healthy: bool
+    seq: int = Field(index=True)
+
+
 class MetaRow(SQLModel, table=True):
     """Key/value facts about the store; ``config_version`` grows with every write."""
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, Session, create_engine
 
-from .models import TABLES, MetaRow, row_columns
+from .models import TABLES, MetaRow, TargetHealthRow, row_columns
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -98,6 +98,26 @@ class Store:
                 query = select(table.data).order_by(table.created_at, table.id)
                 out[kind] = [dict(row[0]) for row in session.execute(query)]
             return out
+
+    # -- health set by hand ---------------------------------------------
+    def set_health(self, target_id: str, healthy: bool) -> int:
+        """Record a target's health for every worker; returns the change's sequence number."""
+        with self._write_lock, Session(self.engine) as session:
+            meta = session.get(MetaRow, "health_version") or MetaRow(key="health_version", value=0)
+            meta.value += 1
+            row = session.get(TargetHealthRow, target_id) or TargetHealthRow(target_id=target_id, healthy=healthy, seq=0)
+            row.healthy, row.seq = healthy, meta.value
+            session.add(meta)
+            session.add(row)
+            session.commit()
+            return meta.value
+
+    def health_since(self, seq: int) -> list[tuple[str, bool, int]]:
+        """Health changes after ``seq``, oldest first."""
+        query = select(TargetHealthRow.target_id, TargetHealthRow.healthy, TargetHealthRow.seq).where(
+            TargetHealthRow.seq > seq).order_by(TargetHealthRow.seq)
+        with Session(self.engine) as session:
+            return [(row[0], bool(row[1]), int(row[2])) for row in session.execute(query)]
 
     # -- writes ---------------------------------------------------------
     def write(self, inserts: list[tuple[str, dict[str, Any]]] = (),

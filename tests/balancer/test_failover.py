@@ -172,3 +172,21 @@ async def test_all_targets_down_is_503_quickly(gateway, upstreams):
     assert time.monotonic() - started < 0.2
     assert "X-Kong-Upstream-Target" not in headers
     assert a.hits == b.hits == 0
+
+
+async def test_health_set_by_hand_reaches_every_worker_and_survives_restart(start_gateway, upstreams, tmp_path):
+    """Two gateways on one store stand for two workers (or two nodes)."""
+    first = await start_gateway(prefix=tmp_path / "shared")
+    a, b = await upstreams("a"), await upstreams("b")
+    await setup(first, [{"target": a.address}, {"target": b.address}])
+    second = await start_gateway(prefix=tmp_path / "shared")
+    await first.admin("PUT", f"/upstreams/pool/targets/{a.address}/unhealthy")
+    assert await served_by(first, 2) == {b.address: 2}
+    await wait_for(lambda: not next(t for t in second.worker.snapshot.targets.values()
+                                    if t.target == a.address).runtime.healthy)
+    assert await served_by(second, 2) == {b.address: 2}
+    _, health = await second.admin("GET", "/upstreams/pool/health")
+    assert {t["target"]: t["health"] for t in health["data"]}[a.address] == "UNHEALTHY"
+    await second.running.stop()
+    third = await start_gateway(prefix=tmp_path / "shared")
+    assert await served_by(third, 2) == {b.address: 2}
