@@ -44,6 +44,8 @@ class RoutePlan:
     retry_statuses: frozenset[int] = frozenset()
     #: seconds the upstream may take to accept each chunk of a large request body
     write_timeout: float = 60.0
+    #: verify the certificates of https targets (service.tls_verify=false turns it off)
+    tls_verify: bool = True
 
 
 @dataclass
@@ -127,6 +129,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
         host_header=(upstream or {}).get("host_header"),
         retry_statuses=frozenset(service.get("retry_on_statuses") or ()),
         write_timeout=service["write_timeout"] / 1000,
+        tls_verify=service.get("tls_verify") is not False,
     )
 
 

@@ -240,13 +240,13 @@ class Proxy:
                 if body is None or (isinstance(body, bytes) and len(body) <= WATCHED_BODY):
                     response = await session.request(
                         upstream_request.method, url, headers=upstream_request.headers,
-                        data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url)
+                        data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url, ssl=plan.tls_verify)
                 else:  # large or streamed: the upstream must keep taking it (write_timeout)
                     async with asyncio.timeout(None) as guard:
                         response = await session.request(
                             upstream_request.method, url, headers=upstream_request.headers,
                             data=watched(body, guard, plan.write_timeout), timeout=plan.timeout,
-                            allow_redirects=False, proxy=plan.proxy_url)
+                            allow_redirects=False, proxy=plan.proxy_url, ssl=plan.tls_verify)
             except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
                 notify(target)

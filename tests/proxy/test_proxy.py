@@ -4,9 +4,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
+import ssl
+import subprocess
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from support import free_port, wait_for
@@ -342,3 +346,41 @@ async def test_head_and_not_modified_keep_their_headers_without_a_body(gateway, 
     assert status == 304 and body == b""
     status, _, body = await gateway.proxy("GET", "/api/file")  # the connection is still good
     assert status == 200 and body == b"x" * 50
+
+
+@pytest.fixture
+def self_signed(tmp_path):
+    """A certificate for 127.0.0.1 made with the openssl CLI (skipped without it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_https_target_and_tls_verify(gateway, self_signed):
+    app = web.Application()
+
+    async def hello(request):
+        return web.json_response({"secure": request.secure})
+    app.router.add_get("/{tail:.*}", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=self_signed).start()
+    try:
+        await gateway.admin("POST", "/upstreams", {"name": "tls"})
+        await gateway.admin("POST", "/upstreams/tls/targets", {"host": "127.0.0.1", "port": port, "protocol": "https"})
+        await gateway.admin("POST", "/services", {"name": "svc", "host": "tls", "retries": 0})
+        await gateway.admin("POST", "/services/svc/routes", {"paths": ["/api"]})
+        status, _, body = await gateway.proxy("GET", "/api/x")
+        assert status == 502  # a self-signed certificate is refused by default
+        await gateway.admin("PATCH", "/services/svc", {"tls_verify": False})
+        status, _, body = await gateway.proxy("GET", "/api/x")
+        assert status == 200 and json.loads(body) == {"secure": True}
+    finally:
+        await runner.cleanup()
