@@ -10,8 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from .balancer.algorithm import InOrder
 from .balancer.runtime import Runtime
 from .balancer.target import TargetInfo
@@ -36,14 +34,15 @@ class RoutePlan:
     strip_path: bool
     preserve_host: bool
     retries: int
-    timeout: aiohttp.ClientTimeout
-    #: forward proxy URL for this upstream ("http://host:port"), if any
-    proxy_url: str | None
+    #: seconds (the service's timeouts are in milliseconds)
+    connect_timeout: float
+    read_timeout: float
+    write_timeout: float
+    #: forward proxy of this upstream as (protocol, host, port), if any
+    proxy: tuple[str, str, int] | None
     host_header: str | None
     #: upstream statuses that make the gateway try another target
     retry_statuses: frozenset[int] = frozenset()
-    #: seconds the upstream may take to accept each chunk of a large request body
-    write_timeout: float = 60.0
     #: verify the certificates of https targets (service.tls_verify=false turns it off)
     tls_verify: bool = True
 
@@ -106,7 +105,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
           plugins: PluginManager, runtime: Runtime) -> RoutePlan:
     if service is None:  # a route without a service can only be answered by plugins
         return RoutePlan(route, None, chain, None, None, "http", None, route.get("strip_path", True),
-                         route.get("preserve_host", False), 0, aiohttp.ClientTimeout(total=60), None, None)
+                         route.get("preserve_host", False), 0, 60.0, 60.0, 60.0, None, None)
     upstream = upstreams.get(service["host"])
     if upstream is not None:
         balancer = balancers[upstream["id"]]
@@ -123,12 +122,12 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
         protocol=service["protocol"], service_path=service.get("path"),
         strip_path=route.get("strip_path", True), preserve_host=route.get("preserve_host", False),
         retries=service.get("retries", 5),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=service["connect_timeout"] / 1000,
-                                      sock_read=service["read_timeout"] / 1000),
-        proxy_url=f"{proxy['protocol']}://{proxy['host']}:{proxy['port']}" if proxy else None,
+        connect_timeout=service["connect_timeout"] / 1000,
+        read_timeout=service["read_timeout"] / 1000,
+        write_timeout=service["write_timeout"] / 1000,
+        proxy=(proxy["protocol"], proxy["host"], proxy["port"]) if proxy else None,
         host_header=(upstream or {}).get("host_header"),
         retry_statuses=frozenset(service.get("retry_on_statuses") or ()),
-        write_timeout=service["write_timeout"] / 1000,
         tls_verify=service.get("tls_verify") is not False,
     )
 

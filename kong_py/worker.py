@@ -1,4 +1,4 @@
-"""One worker's state: the current snapshot, runtime state, HTTP client pools,
+"""One worker's state: the current snapshot, runtime state, the upstream client,
 background tasks, and how a new snapshot replaces the old one."""
 from __future__ import annotations
 
@@ -7,19 +7,14 @@ import logging
 import uuid
 from typing import Any, Coroutine, TextIO
 
-import aiohttp
-
 from .balancer.runtime import Runtime
 from .config import Config
 from .db.store import Store
 from .plugin_manager import PluginManager
+from .proxy.client import UpstreamClient
 from .snapshot import Snapshot, build_snapshot
 
 log = logging.getLogger("kong_py.worker")
-
-#: headers aiohttp would otherwise add on its own; a proxy sends only what the client sent
-_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-
 
 class Stats:
     """Counters the proxy bumps (plain integers: nothing on the hot path formats)."""
@@ -41,7 +36,8 @@ class Worker:
         self.snapshot: Snapshot = build_snapshot(
             {"version": 0, "services": [], "routes": [], "upstreams": [], "targets": [], "plugins": []},
             plugins, self.runtime)
-        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
+        #: keep-alive connections to targets (and forward proxies), shared by all requests
+        self.client = UpstreamClient(keepalive_idle_timeout=config.upstream_keepalive_idle_timeout)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()
@@ -68,9 +64,7 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        await self.client.close()
         if self.access_log is not None:
             self.access_log.close()
             self.access_log = None
@@ -91,17 +85,6 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def session(self, proxy_url: str | None) -> aiohttp.ClientSession:
-        """The pooled client for direct traffic or for one forward proxy."""
-        session = self._sessions.get(proxy_url)
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=self.config.upstream_keepalive_idle_timeout,
-                                             ttl_dns_cache=10)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                            skip_auto_headers=_NO_AUTO_HEADERS, cookie_jar=aiohttp.DummyCookieJar())
-            self._sessions[proxy_url] = session
-        return session
 
     async def rebuild(self) -> None:
         """Read the store and swap in a new snapshot (never an older one)."""

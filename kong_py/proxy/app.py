@@ -13,17 +13,16 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
-import aiohttp
 import orjson
 from multidict import CIMultiDict
-from yarl import URL
 
 from .. import __version__
 from .access_log import access_line, log_line
+from .client import ConnectTimeout, UpstreamError, UpstreamResponse
 from .context import Context, Exit, Request, Response, UpstreamRequest
 from .headers import HOP_BY_HOP, connection_tokens
-from .request_body import WATCHED_BODY, has_body, read_all, read_limited, replay, watched
-from .upstream_address import host_header, host_port, strip_port, upstream_path
+from .request_body import has_body, read_all, read_limited, replay
+from .upstream_address import host_header, strip_port, upstream_path
 
 if TYPE_CHECKING:
     from ..balancer.target import TargetInfo
@@ -203,7 +202,7 @@ class Proxy:
         failure: UpstreamFailure | None = None
         chain = plan.chain
         balancer = plan.balancer
-        session = self.worker.session(plan.proxy_url)
+        client = self.worker.client
         notify = self.worker.notify
         target = balancer.pick(ctx, tried)
         while target is not None:
@@ -224,29 +223,27 @@ class Proxy:
                 await self._respond(ctx, plan, send)
                 return
             upstream_request.headers["Host"] = host_header(ctx, plan, target)
-            url = URL.build(scheme=target.protocol or plan.protocol,
-                            authority=target.host_header if target.protocol else host_port(target),
-                            path=upstream_request.path, query_string=upstream_request.query_string, encoded=True)
             body = upstream_request.body if upstream_request.body is not None else data
-            if isinstance(body, bytes) and (body or "Content-Length" in upstream_request.headers):
-                # the length of what is sent now, even if a plugin replaced the body
-                upstream_request.headers["Content-Length"] = str(len(body))
+            if isinstance(body, bytes):
+                if body or "Content-Length" in upstream_request.headers:
+                    # the length of what is sent now, even if a plugin replaced the body
+                    upstream_request.headers["Content-Length"] = str(len(body))
+                else:
+                    body = None
+            request_target = upstream_request.path
+            if upstream_request.query_string:
+                request_target = f"{request_target}?{upstream_request.query_string}"
             runtime = target.runtime
             runtime.in_flight += 1
             notify(target)
             started = time.monotonic()
             ctx.upstream_started_at = started
             try:
-                if body is None or (isinstance(body, bytes) and len(body) <= WATCHED_BODY):
-                    response = await session.request(
-                        upstream_request.method, url, headers=upstream_request.headers,
-                        data=body, timeout=plan.timeout, allow_redirects=False, proxy=plan.proxy_url, ssl=plan.tls_verify)
-                else:  # large or streamed: the upstream must keep taking it (write_timeout)
-                    async with asyncio.timeout(None) as guard:
-                        response = await session.request(
-                            upstream_request.method, url, headers=upstream_request.headers,
-                            data=watched(body, guard, plan.write_timeout), timeout=plan.timeout,
-                            allow_redirects=False, proxy=plan.proxy_url, ssl=plan.tls_verify)
+                response = await client.request(
+                    upstream_request.method, target.protocol or plan.protocol, target.host, target.port,
+                    request_target, upstream_request.headers.items(), body,
+                    connect_timeout=plan.connect_timeout, read_timeout=plan.read_timeout,
+                    write_timeout=plan.write_timeout, proxy=plan.proxy, verify=plan.tls_verify)
             except BaseException as exc:  # every failure of a try is classified, none escapes
                 runtime.in_flight -= 1
                 notify(target)
@@ -273,12 +270,12 @@ class Proxy:
                 if following is not None:  # otherwise the client gets this answer as it is
                     runtime.in_flight -= 1
                     notify(target)
-                    response.close()
+                    response.release()  # pooled again if the answer had fully arrived
                     target = following
                     continue
             try:
                 await self._relay(ctx, plan, response, receive, send)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except UpstreamError as exc:
                 # the answer broke off after it started: nothing to retry, and the
                 # client's connection is closed so it cannot mistake it for complete
                 stats.failures["body"] = stats.failures.get("body", 0) + 1
@@ -297,7 +294,7 @@ class Proxy:
         await self._respond(ctx, plan, send)
 
     # -- responses -------------------------------------------------------
-    async def _relay(self, ctx: Context, plan: "RoutePlan", response: aiohttp.ClientResponse,
+    async def _relay(self, ctx: Context, plan: "RoutePlan", response: UpstreamResponse,
                      receive: Receive, send: Send) -> None:
         """Send the upstream's response: headers through header_filter, body streamed."""
         chain = plan.chain
@@ -399,10 +396,10 @@ async def _filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
     return chunk
 
 
-async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, send: Send) -> None:
+async def _stream(ctx: Context, chain: Any, response: UpstreamResponse, send: Send) -> None:
     filters = chain.body_filter
     remaining = response.content_length if not filters and _has_payload(ctx, response.status) else None
-    async for chunk in response.content.iter_any():
+    async for chunk in response.iter_chunks():
         if filters:
             chunk = await _filter(ctx, chain, chunk)
             if not chunk:
@@ -413,8 +410,6 @@ async def _stream(ctx: Context, chain: Any, response: aiohttp.ClientResponse, se
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    if remaining:
-        raise aiohttp.ClientPayloadError(f"upstream closed with {remaining} bytes of the body missing")
     tail = await _filter(ctx, chain, b"") if filters else b""
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -430,17 +425,12 @@ async def _client_gone(receive: Receive) -> None:
 
 
 def _classify(exc: BaseException) -> UpstreamFailure:
-    """Map a failed try to the status the client gets and whether it may be retried."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamFailure("connect", 504, "connect timeout")
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return UpstreamFailure("timeout", 504, "read timeout")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamFailure("connect", 502, "connection refused")
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
-        # a reused keep-alive connection closed under us: the request never arrived
-        return UpstreamFailure("connect", 502, "connection reset")
-    if isinstance(exc, aiohttp.ClientError):
+    """Map a failed try to the status the client gets; ``kind`` decides whether it may be retried."""
+    if isinstance(exc, UpstreamError):
+        status = 504 if isinstance(exc, ConnectTimeout) or exc.kind == "timeout" else 502
+        return UpstreamFailure(exc.kind, status, str(exc) or type(exc).__name__)
+    if isinstance(exc, ValueError):  # a request the client refuses to send (e.g. CR/LF in a header)
+        log.warning("request not sent upstream: %s", exc)
         return UpstreamFailure("read", 502, str(exc))
     log.error("unexpected error calling upstream: %r", exc)
     return UpstreamFailure("read", 502, "unexpected error")

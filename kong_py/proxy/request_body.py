@@ -1,16 +1,10 @@
 """Reading the client's request body: buffered for retries up to a limit,
-streamed beyond it, and handed to the upstream under write_timeout."""
+streamed beyond it."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-
-#: request bodies above this size are written in chunks, each bounded by write_timeout
-#: (smaller ones fit in the socket buffers and cannot stall the writer)
-WATCHED_BODY = 256 * 1024
-
 
 def has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in raw_headers:
@@ -46,25 +40,6 @@ async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), True
         if size > limit:
             return b"".join(chunks), False
-
-
-async def watched(body: bytes | AsyncIterator[bytes], guard: asyncio.Timeout,
-                   seconds: float) -> AsyncIterator[bytes]:
-    """Hand the body to the writer chunk by chunk; each chunk must be taken within
-    ``seconds`` (Kong's write_timeout). Waiting for the client's next chunk does not count."""
-    loop = asyncio.get_running_loop()
-    chunks: Any = (body[i:i + WATCHED_BODY] for i in range(0, len(body), WATCHED_BODY)) \
-        if isinstance(body, bytes) else body
-    if isinstance(body, bytes):
-        for chunk in chunks:
-            guard.reschedule(loop.time() + seconds)
-            yield chunk
-    else:
-        async for chunk in chunks:
-            guard.reschedule(loop.time() + seconds)
-            yield chunk
-            guard.reschedule(None)
-    guard.reschedule(None)
 
 
 async def replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:

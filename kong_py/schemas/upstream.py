@@ -56,11 +56,15 @@ def _is_ip(text: str) -> bool:
 
 
 class Proxy(Schema):
-    """The seeds' forward proxy that upstream traffic goes through."""
+    """The seeds' forward proxy that upstream traffic goes through.
+
+    The gateway speaks plain HTTP to the proxy: http targets in absolute form,
+    https targets through a CONNECT tunnel (TLS end to end with the target).
+    """
 
     host: str
     port: Annotated[int, between(1, 65535)]
-    protocol: Literal["http", "https"] = "http"
+    protocol: Literal["http"] = "http"
 
 
 class Upstream(Schema):
