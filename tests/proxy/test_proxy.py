@@ -384,3 +384,27 @@ async def test_https_target_and_tls_verify(gateway, self_signed):
         assert status == 200 and json.loads(body) == {"secure": True}
     finally:
         await runner.cleanup()
+
+
+async def test_upstream_proxy_receives_absolute_form_requests(gateway, upstreams):
+    """With ``upstream.proxy`` set, http targets are reached through the forward proxy."""
+    seen: list[bytes] = []
+
+    async def forward_proxy(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        body = b'{"via": "proxy"}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(forward_proxy, "127.0.0.1", 0)
+    proxy_port = server.sockets[0].getsockname()[1]
+    up = await upstreams("behind-proxy")
+    await _pool(gateway, up.address, proxy={"host": "127.0.0.1", "port": proxy_port})
+    await _service(gateway, "pool")
+    status, _, body = await gateway.proxy("GET", "/api/models?x=1")
+    assert status == 200 and json.loads(body) == {"via": "proxy"}
+    assert seen == [f"GET http://{up.address}/models?x=1 HTTP/1.1".encode()]
+    assert up.hits == 0  # everything went through the proxy
+    server.close()
