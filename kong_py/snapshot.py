@@ -143,7 +143,9 @@ def _plugin_configs(entities: list[dict[str, Any]], plugins: PluginManager) -> d
         try:
             conf = plugins.parsed_config(entity["name"], entity.get("config"))
         except Exception:  # stored before a plugin upgrade changed its schema
-            log.exception("plugin %s (%s) has an invalid config; skipped", entity["name"], entity["id"])
+            # no details: a config may hold secrets, and validation errors quote values
+            log.error("plugin %s (%s) has a config its schema no longer accepts; skipped",
+                      entity["name"], entity["id"])
             continue
         out.setdefault((service, route), []).append((entity["name"], conf))
     return out

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from ..balancer.target import TargetInfo
 
 
+def decode_headers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """Wire headers as a case-insensitive multidict (latin-1 keeps every byte)."""
+    return CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+
+
 class Request:
     """The client's request as received (read-only by convention).
 
@@ -46,7 +51,7 @@ class Request:
     def headers(self) -> CIMultiDict[str]:
         """Case-insensitive headers, in order, repeated names kept."""
         if self._headers is None:
-            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
+            self._headers = decode_headers(self.raw_headers)
         return self._headers
 
     @property
@@ -99,7 +104,7 @@ class Response:
     @property
     def headers(self) -> CIMultiDict[str]:
         if self._headers is None:
-            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw)
+            self._headers = decode_headers(self._raw)
         return self._headers
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
