@@ -1,7 +1,8 @@
 """The router: picks the route for a request, compiled once per snapshot.
 
 Precedence follows Kong's: a route matching on more attributes (hosts,
-headers, methods, paths) wins; then more headers; then, among paths, an exact
+headers, methods, paths) wins, and among as many, hosts before headers before
+paths before methods; then more headers; then, among paths, an exact
 match, then regex paths by ``regex_priority``, then the longest prefix; then
 the oldest route.
 """
@@ -34,30 +35,67 @@ class _Entry(Generic[T]):
     prefixes: tuple[str, ...]
     regexes: tuple[re.Pattern[str], ...]
     regex_priority: int
-    categories: int
+    #: (number of attributes matched on, which ones): Kong ranks by the count,
+    #: then hosts > headers > paths > methods
+    categories: tuple[int, int]
+
+
+#: below this many routes a plain scan beats looking up candidates
+INDEX_THRESHOLD = 16
 
 
 class Router(Generic[T]):
-    """Compiled routes. ``routes`` are (route entity, payload) pairs."""
+    """Compiled routes. ``routes`` are (route entity, payload) pairs.
+
+    With many routes, those whose paths are all plain prefixes sit in a
+    character trie of their prefixes, so a request only checks the routes whose
+    prefix it starts with (plus the routes with regex paths or no paths).
+    """
 
     def __init__(self, routes: Iterable[tuple[dict[str, Any], T]]) -> None:
-        self._entries: list[_Entry[T]] = []
-        for order, (route, value) in enumerate(routes):
-            entry = _compile(route, value, order)
-            self._entries.append(entry)
+        self._entries: list[_Entry[T]] = [_compile(route, value, order)
+                                          for order, (route, value) in enumerate(routes)]
         # Entries with more categories first; the scan stops at the first
         # category level that produced a match.
-        self._entries.sort(key=lambda e: (-e.categories, -len(e.headers), e.order))
+        self._entries.sort(key=_scan_order)
+        self._trie: dict[str, Any] | None = None
+        self._unindexed: list[_Entry[T]] = []
+        if len(self._entries) > INDEX_THRESHOLD:
+            self._trie = {}
+            for entry in self._entries:
+                if entry.prefixes and not entry.regexes:
+                    for prefix in entry.prefixes:
+                        node = self._trie
+                        for char in prefix:
+                            node = node.setdefault(char, {})
+                        node.setdefault("", []).append(entry)  # "" never is a path character
+                else:
+                    self._unindexed.append(entry)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _candidates(self, path: str) -> list[_Entry[T]]:
+        """Routes that could match ``path``, in scan order."""
+        assert self._trie is not None
+        found: dict[int, _Entry[T]] = {id(e): e for e in self._unindexed}
+        node = self._trie
+        for char in path:
+            node = node.get(char)
+            if node is None:
+                break
+            for entry in node.get("", ()):
+                found[id(entry)] = entry
+        return sorted(found.values(), key=_scan_order)
 
     def match(self, method: str, host: str | None, path: str,
               headers: dict[str, list[str]] | None = None) -> Match[T] | None:
         best: tuple[tuple[int, ...], _Entry[T], str | None, dict[str, str] | None] | None = None
         host_name = _strip_port(host) if host else None
-        for entry in self._entries:
-            if best is not None and (entry.categories, len(entry.headers)) < best[0][:2]:
+        entries = self._entries if self._trie is None else self._candidates(path)
+        for entry in entries:
+            level = entry.categories + (len(entry.headers),)
+            if best is not None and level < best[0][:3]:
                 break
             if entry.methods is not None and method not in entry.methods:
                 continue
@@ -68,12 +106,17 @@ class Router(Generic[T]):
             rank, matched, captures = _path_rank(entry, path)
             if rank is None:
                 continue
-            key = (entry.categories, len(entry.headers)) + rank + (-entry.order,)
+            key = level + rank + (-entry.order,)
             if best is None or key > best[0]:
                 best = (key, entry, matched, captures)
         if best is None:
             return None
         return Match(best[1].value, best[2], best[3])
+
+
+def _scan_order(entry: _Entry[Any]) -> tuple[int, ...]:
+    count, bits = entry.categories
+    return (-count, -bits, -len(entry.headers), entry.order)
 
 
 def _compile(route: dict[str, Any], value: T, order: int) -> _Entry[T]:
@@ -88,7 +131,8 @@ def _compile(route: dict[str, Any], value: T, order: int) -> _Entry[T]:
     prefixes = tuple(p for p in paths if not p.startswith("~"))
     regexes = tuple(re.compile(p[1:]) for p in paths if p.startswith("~"))
     methods = route.get("methods")
-    categories = sum(bool(x) for x in (hosts, headers, methods, paths))
+    present = (bool(hosts), bool(headers), bool(paths), bool(methods))
+    categories = (sum(present), sum(bit << (3 - i) for i, bit in enumerate(present)))
     return _Entry(value, order, frozenset(methods) if methods else None, exact, wildcards,
                   headers, prefixes, regexes, int(route.get("regex_priority") or 0), categories)
 
