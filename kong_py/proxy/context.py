@@ -7,7 +7,7 @@ with ``ctx.exit()``. They never reach into gateway internals.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -15,6 +15,8 @@ from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from ..balancer.target import TargetInfo
+
+T = TypeVar("T")
 
 
 def decode_headers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
@@ -114,6 +116,25 @@ class Response:
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
 
 
+class ContextKey(Generic[T]):
+    """A typed key for ``ctx.vars``: plugins that share a value agree on the
+    key object (and its type) instead of on a string.
+
+        RETRY_BUDGET = ContextKey[int]("my-plugin.retry-budget", default=3)
+        ctx.set(RETRY_BUDGET, 2)
+        ctx.get(RETRY_BUDGET)  # -> 2, typed as int
+    """
+
+    __slots__ = ("name", "default")
+
+    def __init__(self, name: str, default: T | None = None) -> None:
+        self.name = name
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"ContextKey({self.name!r})"
+
+
 class Exit(Exception):
     """Raised by ``ctx.exit`` to stop the current phase at once."""
 
@@ -136,7 +157,8 @@ class Context:
         self.upstream = upstream
         self.target: TargetInfo | None = None
         self.tries: list[dict[str, Any]] = []
-        self.vars: dict[str, Any] = {}
+        #: per-request values shared by plugins: string keys, or ContextKey objects
+        self.vars: dict[Any, Any] = {}
         self.started_at = time.monotonic()
         self.upstream_started_at: float | None = None
         self.upstream_ttfb: float | None = None
@@ -171,6 +193,13 @@ class Context:
                 out_headers.append(("Content-Type", "application/json; charset=utf-8"))
         self.exit_response = (status, data, out_headers)
         raise Exit()
+
+    def get(self, key: ContextKey[T]) -> T | None:
+        """The value stored under a typed key, or the key's default."""
+        return self.vars.get(key, key.default)
+
+    def set(self, key: ContextKey[T], value: T) -> None:
+        self.vars[key] = value
 
     def add_response_header(self, name: str, value: str) -> None:
         """Add a header to whatever response the client gets (upstream's, exit or error)."""

@@ -408,3 +408,15 @@ async def test_upstream_proxy_receives_absolute_form_requests(gateway, upstreams
     assert seen == [f"GET http://{up.address}/models?x=1 HTTP/1.1".encode()]
     assert up.hits == 0  # everything went through the proxy
     server.close()
+
+
+def test_typed_context_keys():
+    from kong_py.proxy.context import Context, ContextKey, Request, UpstreamRequest
+    from multidict import CIMultiDict
+    budget = ContextKey[int]("test.budget", default=3)
+    ctx = Context(Request("GET", "http", "/", "/", "", [], "127.0.0.1", 1, "h", 80),
+                  UpstreamRequest("GET", "/", "", CIMultiDict()), {}, None, None, None)
+    assert ctx.get(budget) == 3
+    ctx.set(budget, 1)
+    assert ctx.get(budget) == 1 and ctx.vars[budget] == 1
+    assert ctx.get(ContextKey[int]("test.budget")) is None  # keys are objects, not names
