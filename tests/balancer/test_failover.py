@@ -169,7 +169,7 @@ async def test_all_targets_down_is_503_quickly(gateway, upstreams):
     started = time.monotonic()
     status, headers, body = await gateway.proxy("GET", "/api/x")
     assert status == 503 and body == b'{"message":"failure to get a peer from the ring-balancer"}'
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 1  # no target is tried, nothing waits on a timeout
     assert "X-Kong-Upstream-Target" not in headers
     assert a.hits == b.hits == 0
 
