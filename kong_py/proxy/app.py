@@ -204,6 +204,8 @@ class Proxy:
         balancer = plan.balancer
         client = self.worker.client
         notify = self.worker.notify
+        #: a retryable answer kept while other targets are tried
+        held: tuple[UpstreamResponse, TargetInfo] | None = None
         target = balancer.pick(ctx, tried)
         while target is not None:
             tried.append(target)
@@ -248,6 +250,8 @@ class Proxy:
                 runtime.in_flight -= 1
                 notify(target)
                 if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                    if held is not None:
+                        held[0].close()
                     raise
                 failure = _classify(exc)
                 stats.failures[failure.kind] = stats.failures.get(failure.kind, 0) + 1
@@ -267,24 +271,27 @@ class Proxy:
                 _cool_down(self.worker, target, response.headers.get("Retry-After"))
             if status in plan.retry_statuses and len(tried) < max_tries:
                 following = balancer.pick(ctx, tried)
-                if following is not None:  # otherwise the client gets this answer as it is
+                if following is not None and following not in tried:
+                    # try another target, keeping this answer in case every other try fails
                     runtime.in_flight -= 1
                     notify(target)
-                    response.release()  # pooled again if the answer had fully arrived
+                    if held is not None:
+                        held[0].release()
+                    held = (response, target)
                     target = following
                     continue
+            if held is not None:
+                held[0].release()
+                held = None
             try:
-                await self._relay(ctx, plan, response, receive, send)
-            except UpstreamError as exc:
-                # the answer broke off after it started: nothing to retry, and the
-                # client's connection is closed so it cannot mistake it for complete
-                stats.failures["body"] = stats.failures.get("body", 0) + 1
-                ctx.vars["upstream_error"] = type(exc).__name__
-                log.warning("target %s broke off its response: %s", target.target, exc or type(exc).__name__)
+                await self._deliver(ctx, plan, response, target, receive, send)
             finally:
                 runtime.in_flight -= 1
                 notify(target)
-                response.release()
+            return
+        if held is not None:  # the last real answer beats a gateway error
+            response, ctx.target = held
+            await self._deliver(ctx, plan, response, ctx.target, receive, send)
             return
         if failure is not None:
             ctx.exit_response = _error(failure.status, MESSAGES[failure.status])
@@ -292,6 +299,21 @@ class Proxy:
             ctx.target = None
             ctx.exit_response = _error(503, MESSAGES[503])
         await self._respond(ctx, plan, send)
+
+    async def _deliver(self, ctx: Context, plan: "RoutePlan", response: UpstreamResponse,
+                       target: "TargetInfo", receive: Receive, send: Send) -> None:
+        """Relay a target's answer; one that breaks off mid-body closes the client's connection."""
+        try:
+            await self._relay(ctx, plan, response, receive, send)
+        except UpstreamError as exc:
+            # nothing to retry once the answer started, and the client's connection
+            # is closed so it cannot mistake a truncated body for a complete one
+            stats = target.runtime.stats
+            stats.failures["body"] = stats.failures.get("body", 0) + 1
+            ctx.vars["upstream_error"] = type(exc).__name__
+            log.warning("target %s broke off its response: %s", target.target, exc or type(exc).__name__)
+        finally:
+            response.release()
 
     # -- responses -------------------------------------------------------
     async def _relay(self, ctx: Context, plan: "RoutePlan", response: UpstreamResponse,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 
@@ -190,3 +191,16 @@ async def test_health_set_by_hand_reaches_every_worker_and_survives_restart(star
     await second.running.stop()
     third = await start_gateway(prefix=tmp_path / "shared")
     assert await served_by(third, 2) == {b.address: 2}
+
+
+async def test_a_real_answer_beats_a_gateway_error_when_tries_run_out(gateway, upstreams):
+    async def unavailable(request, upstream):
+        return web.json_response({"error": "overloaded"}, status=503)
+    busy = await upstreams("busy", unavailable)
+    dead = f"127.0.0.1:{free_port()}"
+    await setup(gateway, [{"target": busy.address}, {"target": dead}], retries=1)
+    for _ in range(4):  # whichever target comes first, the client gets the 503 a target sent
+        status, headers, body = await gateway.proxy("GET", "/api/x")
+        assert status == 503 and json.loads(body) == {"error": "overloaded"}
+        assert headers["X-Kong-Upstream-Target"] == busy.address
+        assert headers["X-Kong-Upstream-Tries"] == "2"
