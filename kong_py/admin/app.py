@@ -172,7 +172,7 @@ class AdminApi:
     @kong_errors
     async def upstream_health(self, request: Request) -> Response:
         upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
-        return json_response(200, health_view(self.worker, upstream, request.query_params))
+        return json_response(200, await self.call(health_view, self.worker, upstream, dict(request.query_params)))
 
     def target_health(self, healthy: bool) -> Endpoint:
         @kong_errors

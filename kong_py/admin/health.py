@@ -31,8 +31,8 @@ def target_health(worker: "Worker", upstream: dict[str, Any], target: dict[str, 
 
 
 def health_view(worker: "Worker", upstream: dict[str, Any], query: Mapping[str, str]) -> dict[str, Any]:
-    snapshot_targets = worker.snapshot.balancers.get(upstream["id"])
-    entities = [t for t in worker.store.list("targets", upstream_id=upstream["id"])]
+    """Every target of the upstream with its health (reads the store: call it in a thread)."""
+    entities = worker.store.list("targets", upstream_id=upstream["id"])
     data = []
     for target in entities:
         health = target_health(worker, upstream, target)
@@ -51,7 +51,6 @@ def health_view(worker: "Worker", upstream: dict[str, Any], query: Mapping[str, 
         return {"data": {"id": upstream["id"], "health": HEALTHY if usable else UNHEALTHY,
                          "details": {"targets": len(data), "usable": len(usable)}},
                 "node_id": worker.node_id}
-    del snapshot_targets
     return {"data": data, "next": None, "total": len(data), "node_id": worker.node_id}
 
 
