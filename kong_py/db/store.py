@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, Session, create_engine
@@ -41,14 +41,6 @@ class Store:
             if session.get(MetaRow, "config_version") is None:
                 session.add(MetaRow(key="config_version", value=1))
                 session.commit()
-
-    def is_migrated(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT value FROM gateway_meta WHERE key = 'config_version'"))
-            return True
-        except Exception:
-            return False
 
     def close(self) -> None:
         self.engine.dispose()
