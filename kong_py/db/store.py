@@ -27,10 +27,13 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         if url.startswith("sqlite"):
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            # hide_parameters: entities (and their credentials) never appear in error messages or logs
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                                hide_parameters=True)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4,
+                                        hide_parameters=True)
         self._write_lock = threading.Lock()
 
     # -- schema ---------------------------------------------------------

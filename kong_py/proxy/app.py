@@ -20,8 +20,8 @@ from .. import __version__
 from .access_log import access_line, log_line
 from .client import ConnectTimeout, UpstreamError, UpstreamResponse
 from .context import Context, Exit, Request, Response, UpstreamRequest
-from .headers import HOP_BY_HOP, connection_tokens
-from .request_body import has_body, read_all, read_limited, replay
+from .headers import hop_by_hop
+from .request_body import has_body, read_limited, replay
 from .upstream_address import host_header, strip_port, upstream_path
 
 if TYPE_CHECKING:
@@ -121,7 +121,6 @@ class Proxy:
             log.exception("error while handling %s %s", scope["method"], scope["path"])
             if ctx.response is None:
                 ctx.exit_response = _error(500, MESSAGES[500])
-                ctx.response = None
                 await self._respond(ctx, plan, send, run_filters=False)
         for call in chain.log:
             try:
@@ -141,10 +140,7 @@ class Proxy:
         server = scope.get("server") or ("", 0)
         query = scope["query_string"].decode("latin-1")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        drop = HOP_BY_HOP
-        for name, value in raw_headers:
-            if name == b"connection":
-                drop = HOP_BY_HOP | connection_tokens(value)
+        drop = hop_by_hop(raw_headers)
         forwarded_for = None
         kept = []
         for name, value in raw_headers:
@@ -175,7 +171,7 @@ class Proxy:
         path = upstream_path(plan, raw_path, scope["path"], matched_path)
         ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
                       plan.route, plan.service, plan.upstream, self.worker)
-        ctx._body_reader = lambda: read_all(receive)
+        ctx.receive = receive
         if captures:
             ctx.uri_captures = captures
         return ctx
@@ -222,6 +218,8 @@ class Proxy:
             try:
                 await _run(chain.balancer, ctx)
             except Exit:
+                if held is not None:
+                    held[0].release()
                 await self._respond(ctx, plan, send)
                 return
             upstream_request.headers["Host"] = host_header(ctx, plan, target)
@@ -321,10 +319,7 @@ class Proxy:
         """Send the upstream's response: headers through header_filter, body streamed."""
         chain = plan.chain
         raw = response.raw_headers
-        drop = HOP_BY_HOP
-        for name, value in raw:
-            if name.lower() == b"connection":
-                drop = HOP_BY_HOP | connection_tokens(value)
+        drop = hop_by_hop(raw)
         headers = [(n, v) for n, v in raw if n.lower() not in drop]
         headers.extend(self._gateway_headers(ctx))
         ctx.response = Response(response.status, headers, "upstream")

@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl
 import orjson
 from multidict import CIMultiDict
 
+from .request_body import read_all
+
 if TYPE_CHECKING:
     from ..balancer.target import TargetInfo
 
@@ -144,7 +146,7 @@ class Context:
 
     __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
                  "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
-                 "exit_response", "body", "worker", "_body_reader", "uri_captures", "consumer",
+                 "exit_response", "body", "worker", "receive", "uri_captures", "consumer",
                  "extra_response_headers")
 
     def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
@@ -166,7 +168,8 @@ class Context:
         #: the client's body when it was read (buffered for retries), else None
         self.body: bytes | None = None
         self.worker = worker
-        self._body_reader: Callable[[], Awaitable[bytes]] | None = None
+        #: the ASGI receive channel of the client's request (set by the proxy)
+        self.receive: Callable[[], Awaitable[dict[str, Any]]] | None = None
         #: named and numbered groups of the route's regex path that matched
         self.uri_captures: dict[str, str] = {}
         #: the authenticated consumer (set by an authentication plugin), or None
@@ -210,5 +213,5 @@ class Context:
     async def read_body(self) -> bytes:
         """The client's whole request body (read once, kept for retries)."""
         if self.body is None:
-            self.body = await self._body_reader() if self._body_reader else b""
+            self.body = await read_all(self.receive) if self.receive is not None else b""
         return self.body

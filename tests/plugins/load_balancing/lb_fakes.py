@@ -62,3 +62,15 @@ def skipping(*names: str):
     """A skip callable refusing the targets called ``names``."""
     refused = set(names)
     return lambda t: t.target in refused
+
+
+def start(algorithm: Any, t: TargetInfo) -> None:
+    """What the core does when a try starts on ``t``."""
+    t.runtime.in_flight += 1
+    algorithm.update(t)
+
+
+def finish(algorithm: Any, t: TargetInfo) -> None:
+    """What the core does when that try ends."""
+    t.runtime.in_flight -= 1
+    algorithm.update(t)

@@ -5,7 +5,7 @@ import math
 import random
 
 import pytest
-from lb_fakes import never, same_target, skipping, target, targets
+from lb_fakes import finish, never, same_target, skipping, start, target, targets
 
 from kong_py_plugins.load_balancing.latency import DECAY, Latency
 
@@ -21,16 +21,6 @@ class Clock:
 def sample(algo, t, seconds):
     """What the core does when a response arrives from ``t``."""
     t.runtime.observe_latency(seconds)
-    algo.update(t)
-
-
-def start(algo, t):
-    t.runtime.in_flight += 1
-    algo.update(t)
-
-
-def finish(algo, t):
-    t.runtime.in_flight -= 1
     algo.update(t)
 
 

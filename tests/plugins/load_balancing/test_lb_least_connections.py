@@ -4,24 +4,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from lb_fakes import never, same_target, skipping, target, targets
+from lb_fakes import finish, never, same_target, skipping, start, target, targets
 
 from kong_py_plugins.load_balancing.least_connections import LeastConnections
 
 
 def load(t):
     return (t.runtime.in_flight + 1) / t.weight
-
-
-def start(lc, t):
-    """What the core does when a try starts on ``t``."""
-    t.runtime.in_flight += 1
-    lc.update(t)
-
-
-def finish(lc, t):
-    t.runtime.in_flight -= 1
-    lc.update(t)
 
 
 def test_picks_the_lowest_load_per_weight():
