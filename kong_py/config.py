@@ -112,6 +112,11 @@ class Config:
         return self.prefix / "gateway.db"
 
     @property
+    def node_state_path(self) -> Path:
+        """State the node's workers share (health, connection counts); wiped at start."""
+        return self.prefix / "node_state"
+
+    @property
     def pid_path(self) -> Path:
         return self.prefix / "gateway.pid"
 

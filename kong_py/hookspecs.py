@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 if TYPE_CHECKING:
-    from .proxy.context import Context
+    from .proxy.context import Context, TryOutcome
 
 hookspec = pluggy.HookspecMarker("kong_py")
 hookimpl = pluggy.HookimplMarker("kong_py")
 
-PHASES = ("access", "balancer", "header_filter", "body_filter", "log")
+PHASES = ("access", "balancer", "try_outcome", "header_filter", "body_filter", "log")
 
 
 # -- phases -------------------------------------------------------------
@@ -67,6 +67,28 @@ def balancer(ctx: "Context", conf: Any) -> None:
     :param ctx: the request's context; ``ctx.target`` is the chosen target and
         ``ctx.tries`` lists the tries made so far.
     :param conf: this plugin's validated config for the matched route.
+    """
+
+
+@hookspec
+def try_outcome(ctx: "Context", conf: Any, outcome: "TryOutcome") -> None:
+    """Hear how one try went, as soon as that is known.
+
+    Called for every try the proxy makes: once when the target's response
+    head arrived (``outcome.status``) or the try failed (``outcome.error``:
+    connect, timeout, read), before the body is relayed, so a long stream
+    does not delay what it tells; and once more with ``error="body"`` if
+    the answer then breaks off. Answers the gateway or a plugin makes itself
+    (a ``ctx.exit()``, a 503 when no target is available) are not tries and
+    are never reported. Health checking counts passive outcomes here.
+
+    Must be a plain (not async) function and quick: it runs on the request
+    path. An exception is logged and the request goes on.
+
+    :param ctx: the request's context; ``ctx.tries`` already has this try.
+    :param conf: this plugin's validated config for the matched route.
+    :param outcome: a :class:`~kong_py.proxy.context.TryOutcome`: ``target``,
+        ``status``, ``error``, ``latency``.
     """
 
 
@@ -155,6 +177,20 @@ def register_admin_routes(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_metrics(register: Callable[..., None]) -> None:
+    """Add series to ``GET /metrics``.
+
+    Called once, when the plugin is loaded. Call
+    ``register(name, kind, help, collect)``: ``kind`` is "counter" or
+    "gauge"; ``collect(worker)`` returns the current samples as an iterable of
+    ``(labels, value)`` pairs (``labels`` a dict of strings). It runs at each
+    scrape, in a thread, so it must only read.
+
+    :param register: the callback described above.
+    """
+
+
+@hookspec
 def init_worker(worker: Any) -> None:
     """Start background work when a worker starts (health probes, flushers).
 
@@ -163,7 +199,11 @@ def init_worker(worker: Any) -> None:
     ``worker`` gives ``worker.spawn(coro)`` (tasks cancelled at shutdown),
     ``worker.runtime`` (per-target runtime state) and ``worker.snapshot``
     (the current configuration snapshot; read it again each time, it is
-    replaced on every change). An exception is logged; the worker starts anyway.
+    replaced on every change), ``worker.node`` (state shared by the node's
+    workers: ``node.env.db(name)``, ``node.read``, ``node.update``,
+    ``node.items``), ``worker.client`` (the upstream HTTP client),
+    ``worker.store`` and ``worker.config``. An exception is logged; the
+    worker starts anyway.
 
     :param worker: the worker starting.
     """

@@ -44,6 +44,7 @@ class Chain:
 
     access: tuple[PhaseCall, ...] = ()
     balancer: tuple[PhaseCall, ...] = ()
+    try_outcome: tuple[PhaseCall, ...] = ()
     header_filter: tuple[PhaseCall, ...] = ()
     body_filter: tuple[PhaseCall, ...] = ()
     log: tuple[PhaseCall, ...] = ()
@@ -64,6 +65,15 @@ class AdminRoute:
 
 
 @dataclass
+class MetricFamily:
+    name: str
+    kind: str
+    help: str
+    collect: Callable[[Any], Iterable[tuple[dict[str, str], float]]]
+    plugin: str
+
+
+@dataclass
 class PluginManager:
     """One per worker: the loaded plugins and what they registered."""
 
@@ -74,6 +84,7 @@ class PluginManager:
     algorithms: dict[str, AlgorithmInfo] = field(init=False, default_factory=dict)
     algorithm_aliases: dict[str, str] = field(init=False, default_factory=dict)
     admin_routes: list[AdminRoute] = field(init=False, default_factory=list)
+    metrics: list[MetricFamily] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.pm = pluggy.PluginManager("kong_py")
@@ -117,6 +128,9 @@ class PluginManager:
         for impl in self.pm.hook.register_admin_routes.get_hookimpls():
             if impl.plugin_name == name:
                 impl.function(**_only(impl, register=self._route_registrar()))
+        for impl in self.pm.hook.register_metrics.get_hookimpls():
+            if impl.plugin_name == name:
+                impl.function(**_only(impl, register=self._metric_registrar(name)))
 
     def _algorithm_registrar(self, plugin: str) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], aliases: Iterable[str] = ()) -> None:
@@ -128,6 +142,17 @@ class PluginManager:
     def _route_registrar(self) -> Callable[..., None]:
         def register(path: str, endpoint: Callable[..., Any], methods: Iterable[str] = ("GET",)) -> None:
             self.admin_routes.append(AdminRoute(path, endpoint, tuple(methods)))
+        return register
+
+    def _metric_registrar(self, plugin: str) -> Callable[..., None]:
+        def register(name: str, kind: str, help: str,
+                     collect: Callable[[Any], Iterable[tuple[dict[str, str], float]]]) -> None:
+            if kind not in ("counter", "gauge"):
+                raise PluginLoadError(f"plugin '{plugin}': metric {name} has kind {kind!r}; "
+                                      "expected 'counter' or 'gauge'")
+            if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
+                raise PluginLoadError(f"plugin '{plugin}': {name!r} is not a valid metric name")
+            self.metrics.append(MetricFamily(name, kind, help, collect, plugin))
         return register
 
     # -- schemas --------------------------------------------------------
@@ -183,6 +208,10 @@ class PluginManager:
         return Chain(**{phase: tuple(calls) for phase, calls in phases.items()})
 
 
+#: phases whose hooks take a third argument
+THIRD_ARGUMENT = {"body_filter": "chunk", "try_outcome": "outcome"}
+
+
 def _describe(exc: Exception) -> str:
     """pluggy's message without the object's memory address."""
     return re.sub(r" ?<[^>]* at 0x[0-9a-f]+>", "", str(exc)).strip()
@@ -194,13 +223,14 @@ def _only(impl: Any, **kwargs: Any) -> dict[str, Any]:
 
 def _positional(impl: Any, phase: str) -> Callable[..., Any]:
     """Adapt a hook that takes a subset of ``(ctx, conf[, chunk])`` to positional calls."""
-    full = ("ctx", "conf", "chunk") if phase == "body_filter" else ("ctx", "conf")
+    third = THIRD_ARGUMENT.get(phase)
+    full = ("ctx", "conf", third) if third else ("ctx", "conf")
     names = tuple(impl.argnames)
     if names == full:
         return impl.function
     fn = impl.function
-    if phase == "body_filter":
-        return lambda ctx, conf, chunk: fn(**_pick(names, ctx=ctx, conf=conf, chunk=chunk))
+    if third:
+        return lambda ctx, conf, extra: fn(**_pick(names, ctx=ctx, conf=conf, **{third: extra}))
     return lambda ctx, conf: fn(**_pick(names, ctx=ctx, conf=conf))
 
 
@@ -216,8 +246,8 @@ def _bundled_plugins() -> Iterable[tuple[str, Callable[[], Any]]]:
             continue
         module = importlib.import_module(f"kong_py_plugins.{info.name}")
         handler = getattr(module, "plugin", None)
-        if handler is not None:
-            yield handler.name, (lambda h=handler: h)
+        if handler is not None:  # a class gets one instance per worker: state of its own
+            yield handler.name, (lambda h=handler: h() if inspect.isclass(h) else h)
 
 
 def _entry_point_plugins() -> Iterable[tuple[str, Callable[[], Any]]]:

@@ -16,6 +16,7 @@ import uvicorn
 
 from .config import Config, Listen
 from .db.store import open_store
+from .node import Node, NodeEnv, wipe
 from .plugin_manager import PluginManager, PluginLoadError
 from .worker import Worker
 
@@ -44,42 +45,57 @@ def serve(config: Config) -> None:
     admin_sock = _bind(config.admin_listen)
     log.info("proxy listening on %s, Admin API on %s, %d worker(s)", config.proxy_listen,
              config.admin_listen, config.workers)
+    wipe(config.node_state_path)  # a new node: nothing of an earlier run is shared
     if config.workers == 1:
-        _run_worker(config, proxy_sock, admin_sock)
+        _run_worker(config, proxy_sock, admin_sock, 0)
         return
-    children = []
-    for _ in range(config.workers):
+    children: dict[int, int] = {}  # pid -> worker index
+    for index in range(config.workers):
         pid = os.fork()
         if pid == 0:
             try:
-                _run_worker(config, proxy_sock, admin_sock)
+                _run_worker(config, proxy_sock, admin_sock, index)
             finally:
                 os._exit(0)
-        children.append(pid)
+        children[pid] = index
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for child in children:
-        while True:
-            try:
-                os.waitpid(child, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, None)
+        if index is not None and children:
+            log.warning("worker %d (pid %d) exited; %d worker(s) left", index, pid, len(children))
+            _forget_worker(config, index)
 
 
-def _run_worker(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
+def _forget_worker(config: Config, index: int) -> None:
+    """Drop what a dead worker held in the node's shared state (its in-flight counts)."""
+    try:
+        env = NodeEnv(config.node_state_path)
+        try:
+            Node(env, index, config.workers).forget_worker(index)
+        finally:
+            env.close()
+    except Exception:
+        log.exception("could not clear the shared state of worker %d", index)
+
+
+def _run_worker(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket, index: int) -> None:
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
         runner = asyncio.run
-    runner(_worker_main(config, proxy_sock, admin_sock))
+    runner(_worker_main(config, proxy_sock, admin_sock, index))
 
 
 class RunningGateway:
@@ -89,11 +105,15 @@ class RunningGateway:
     """
 
     def __init__(self, config: Config, proxy_sock: socket.socket | None = None,
-                 admin_sock: socket.socket | None = None, runtime: Any = None) -> None:
+                 admin_sock: socket.socket | None = None, runtime: Any = None,
+                 node: Node | None = None) -> None:
         self.config = config
         self.proxy_sock = proxy_sock or _bind(config.proxy_listen)
         self.admin_sock = admin_sock or _bind(config.admin_listen)
         self.runtime = runtime
+        #: the node this worker belongs to; None: a node of its own (started fresh)
+        self.node = node
+        self._own_env: NodeEnv | None = None
         self.worker: Worker | None = None
         self._servers: list[_Server] = []
         self._task: asyncio.Future[Any] | None = None
@@ -104,11 +124,15 @@ class RunningGateway:
 
         store = open_store(self.config)
         try:
+            if self.node is None:
+                self._own_env = NodeEnv(self.config.node_state_path, fresh=True)
+                self.node = Node(self._own_env)
             store.migrate()
-            worker = Worker(self.config, store, PluginManager(self.config.plugins), self.runtime)
+            worker = Worker(self.config, store, PluginManager(self.config.plugins), self.node, self.runtime)
             await worker.start()
         except BaseException:
             store.close()
+            self._close_env()
             self.proxy_sock.close()
             self.admin_sock.close()
             raise
@@ -149,20 +173,35 @@ class RunningGateway:
             if self.worker is not None:
                 await self.worker.stop()
                 self.worker.store.close()
+            self._close_env()
+
+    def _close_env(self) -> None:
+        if self._own_env is not None:
+            self._own_env.close()
+            self._own_env = None
 
     async def stop(self) -> None:
         self.request_stop()
         await self.wait()
 
 
-async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
-    gateway = RunningGateway(config, proxy_sock, admin_sock)
-    await gateway.start()
+async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: socket.socket,
+                       index: int) -> None:
+    env = NodeEnv(config.node_state_path)  # opened after the fork: LMDB's rule
+    gateway = RunningGateway(config, proxy_sock, admin_sock, node=Node(env, index, config.workers))
+    try:
+        await gateway.start()
+    except BaseException:
+        env.close()
+        raise
     log.info("worker %d ready", os.getpid())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, gateway.request_stop)
-    await gateway.wait()
+    try:
+        await gateway.wait()
+    finally:
+        env.close()
     log.info("worker %d stopped", os.getpid())
 
 

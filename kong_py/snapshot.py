@@ -57,8 +57,14 @@ class Snapshot:
     targets: dict[str, TargetInfo] = field(default_factory=dict)
 
 
-def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtime) -> Snapshot:
-    """Compile a store dump into a snapshot (pure apart from runtime lookups)."""
+def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtime,
+                   previous: Snapshot | None = None) -> Snapshot:
+    """Compile a store dump into a snapshot (pure apart from runtime lookups).
+
+    Against ``previous``, targets that start taking traffic (enabled again, or
+    new in an upstream that already had some) are marked as eligible from now,
+    so slow start ramps them up.
+    """
     targets_by_upstream: dict[str, list[dict[str, Any]]] = {}
     for target in data["targets"]:
         targets_by_upstream.setdefault(target["upstream"]["id"], []).append(target)
@@ -70,6 +76,8 @@ def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtim
         infos = [TargetInfo.from_entity(t, runtime.get(t["id"])) for t in targets_by_upstream.get(upstream["id"], [])]
         for info in infos:
             all_targets[info.id] = info
+        if previous is not None:
+            _mark_new_traffic(infos, previous, upstream["id"], runtime)
         balancers[upstream["id"]] = _balancer(upstream, infos, plugins, runtime)
         upstreams_by_name[upstream["name"]] = upstream
     runtime.forget(set(all_targets))
@@ -87,6 +95,17 @@ def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtim
         plans.append((route, _plan(route, service, chain, balancers, upstreams_by_name, plugins, runtime)))
     return Snapshot(version=data["version"], router=Router(plans), router_uses_headers=uses_headers,
                     balancers=balancers, upstreams_by_name=upstreams_by_name, targets=all_targets)
+
+
+def _mark_new_traffic(infos: list[TargetInfo], previous: Snapshot, upstream_id: str, runtime: Runtime) -> None:
+    before = previous.balancers.get(upstream_id)
+    if before is None or not any(t.enabled for t in before.targets):
+        return  # a new upstream (or one that took no traffic) starts at full weight
+    now = runtime.clock()
+    for info in infos:
+        old = previous.targets.get(info.id)
+        if info.enabled and (old is None or not old.enabled):
+            info.runtime.since = now
 
 
 def _balancer(upstream: dict[str, Any], targets: list[TargetInfo], plugins: PluginManager,

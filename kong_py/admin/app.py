@@ -23,7 +23,6 @@ from .. import __version__
 from .body import BodyError, read_body
 from .dao import Dao, Parent
 from .errors import ApiError, json_response, not_found
-from .health import health_view, set_health
 from .metrics import metrics_endpoint
 
 if TYPE_CHECKING:
@@ -59,7 +58,9 @@ class AdminApi:
         return await run_in_threadpool(fn, *args)
 
     async def changed(self) -> None:
+        """A write is stored: apply it here, then on every worker of the node, before answering."""
         await self.worker.rebuild()
+        await self.worker.publish()
 
     async def parent(self, request: Request, spec: tuple[str, str, str] | None) -> Parent | None:
         """Resolve the parent of a nested endpoint: (path param, table, field)."""
@@ -169,20 +170,6 @@ class AdminApi:
             raise not_found()
         return json_response(200, await self.call(self.dao.get, "services", route["service"]["id"]))
 
-    @kong_errors
-    async def upstream_health(self, request: Request) -> Response:
-        upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
-        return json_response(200, await self.call(health_view, self.worker, upstream, dict(request.query_params)))
-
-    def target_health(self, healthy: bool) -> Endpoint:
-        @kong_errors
-        async def endpoint(request: Request) -> Response:
-            upstream = await self.call(self.dao.get, "upstreams", request.path_params["upstream"])
-            target = await self.call(self.dao.get, "targets", request.path_params["target"], Parent("upstream", upstream))
-            await set_health(self.worker, target, healthy)
-            return json_response(204, None)
-        return endpoint
-
     def target_state(self, state: str) -> Endpoint:
         """``/drain``, ``/disable``, ``/enable``: store the target's state (every worker follows)."""
         @kong_errors
@@ -226,11 +213,8 @@ def create_admin_app(worker: "Worker") -> Starlette:
         Route("/routes/{route}/plugins/{plugin}", api.item("plugins", "plugin", route_parent), methods=entity),
         Route("/upstreams", api.collection("upstreams"), methods=listing),
         Route("/upstreams/{upstream}", api.item("upstreams", "upstream"), methods=entity),
-        Route("/upstreams/{upstream}/health", api.upstream_health, methods=["GET"]),
         Route("/upstreams/{upstream}/targets", api.collection("targets", upstream_parent), methods=listing),
         Route("/upstreams/{upstream}/targets/all", api.collection("targets", upstream_parent), methods=["GET"]),
-        Route("/upstreams/{upstream}/targets/{target}/healthy", api.target_health(True), methods=["PUT", "POST"]),
-        Route("/upstreams/{upstream}/targets/{target}/unhealthy", api.target_health(False), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/drain", api.target_state("DRAINING"), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/disable", api.target_state("DISABLED"), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/enable", api.target_state("ENABLED"), methods=["PUT", "POST"]),

@@ -206,6 +206,12 @@ class Dao:
         if errors:
             raise schema_violation(errors)
         entity = model.model_dump(mode="json")
+        if isinstance(model, Target):
+            # only the fields given: the rest comes from the upstream, also when it changes later
+            entity["healthchecks"] = (model.healthchecks.model_dump(mode="json", exclude_unset=True)
+                                      if model.healthchecks is not None else None)
+            entity["health_checks"] = (model.health_checks.model_dump(mode="json", exclude_none=True)
+                                       if model.health_checks is not None else None)
         if isinstance(model, Upstream) and model.health_checks is not None:
             apply_short_form(entity["healthchecks"], model.health_checks)
             entity["health_checks"] = model.health_checks.model_dump(mode="json", exclude_none=True)

@@ -9,6 +9,7 @@ exposition format (checked with prometheus_client's parser in the tests).
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..balancer.runtime import DISABLED, DRAINING, HEALTHCHECKS_OFF, HEALTHY, LATENCY_BUCKETS, UNHEALTHY
-from .health import target_health
+from ..balancer.runtime import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from ..worker import Worker
 
-STATES = (HEALTHY, UNHEALTHY, DRAINING, DISABLED, HEALTHCHECKS_OFF)
+log = logging.getLogger("kong_py.admin")
+
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 BOUNDS = tuple(floatToGoString(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
@@ -34,7 +35,8 @@ FAMILIES = (
     ("kong_py_upstream_selected_total", "counter", "Times the balancer picked the target"),
     ("kong_py_upstream_in_flight", "gauge", "Requests in flight to the target"),
     ("kong_py_upstream_latency_seconds", "histogram", "Time to the first byte of the target's response"),
-    ("kong_py_upstream_target_health", "gauge", "1 for the target's current state, 0 for the others"),
+    ("kong_py_upstream_limited_total", "counter",
+     "Times the target was passed over because it was at its connection limit"),
 )
 
 
@@ -45,7 +47,7 @@ def _escape(value: str) -> str:
 def render(worker: "Worker") -> str:
     """The whole exposition text (labels in alphabetical order, as prometheus_client writes them)."""
     lines: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
-    requests, failures, retries, selected, in_flight, latency, health = (lines[f[0]] for f in FAMILIES)
+    requests, failures, retries, selected, in_flight, latency, limited = (lines[f[0]] for f in FAMILIES)
     for balancer in list(worker.snapshot.balancers.values()):
         upstream = balancer.upstream
         up = _escape(upstream["name"])
@@ -66,11 +68,8 @@ def render(worker: "Worker") -> str:
                 latency.append(f'kong_py_upstream_latency_seconds_bucket{{le="{bound}",{labels}}} {float(cumulative)!r}')
             latency.append(f"kong_py_upstream_latency_seconds_count{{{labels}}} {float(cumulative)!r}")
             latency.append(f"kong_py_upstream_latency_seconds_sum{{{labels}}} {stats.latency_sum!r}")
-            state = target_health(worker, upstream, {"id": target.id, "state": target.state})
-            for name in STATES:
-                health.append(f'kong_py_upstream_target_health{{state="{name}",{labels}}} '
-                              f'{1.0 if name == state else 0.0}')
-    return "".join(_families(lines, worker))
+            limited.append(f"kong_py_upstream_limited_total{{{labels}}} {float(stats.limited)!r}")
+    return "".join(_families(lines, worker)) + "".join(_plugin_families(worker))
 
 
 def _families(lines: dict[str, list[str]], worker: "Worker") -> Iterator[str]:
@@ -85,6 +84,21 @@ def _families(lines: dict[str, list[str]], worker: "Worker") -> Iterator[str]:
            "# HELP kong_py_proxy_in_flight Requests being served by this worker\n"
            "# TYPE kong_py_proxy_in_flight gauge\n"
            f"kong_py_proxy_in_flight {float(stats.in_flight)!r}\n")
+
+
+def _plugin_families(worker: "Worker") -> Iterator[str]:
+    """Series that plugins registered (``register_metrics``); a failing one is left out."""
+    for family in worker.plugins.metrics:
+        try:
+            samples = list(family.collect(worker))
+        except Exception:
+            log.exception("metrics of plugin %s (%s) failed", family.plugin, family.name)
+            continue
+        out = [f"# HELP {family.name} {_escape(family.help)}\n# TYPE {family.name} {family.kind}\n"]
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items()))
+            out.append(f"{family.name}{{{text}}} {float(value)!r}\n" if text else f"{family.name} {float(value)!r}\n")
+        yield "".join(out)
 
 
 def metrics_endpoint(worker: "Worker") -> Callable[[Request], Any]:

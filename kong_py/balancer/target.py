@@ -1,7 +1,7 @@
 """A target as the proxy uses it: prepared once per snapshot."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .runtime import DISABLED, DRAINING, TargetRuntime
@@ -27,6 +27,10 @@ class TargetInfo:
     default_model: str | None
     credentials: dict[str, Any] | None
     runtime: TargetRuntime
+    #: most requests in flight to it across the node's workers (0: no limit)
+    max_conns: int = 0
+    #: the target entity as stored (plugins read their settings from it)
+    entity: dict[str, Any] = field(default_factory=dict)
     #: ``host:port`` as sent in the Host header (default ports left out)
     host_header: str = ""
 
@@ -54,6 +58,6 @@ class TargetInfo:
             provider=entity.get("provider"),
             headers=tuple((entity.get("headers") or {}).items()),
             models=tuple(entity.get("models") or ()), default_model=entity.get("default_model"),
-            credentials=entity.get("credentials"), runtime=runtime,
+            credentials=entity.get("credentials"), runtime=runtime, max_conns=entity.get("max_conns") or 0, entity=entity,
             host_header=bracketed if port == default and protocol else f"{bracketed}:{port}",
         )

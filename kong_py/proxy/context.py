@@ -118,6 +118,30 @@ class Response:
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
 
 
+class TryOutcome:
+    """How one try of a request went, as soon as that is known (``try_outcome`` hooks).
+
+    ``status`` is the target's status once its response head arrived (None
+    when it never did); ``error`` is None, or why the try failed: "connect"
+    (no connection), "timeout" (connecting or waiting for the answer took too
+    long), "read" (the connection broke before a complete head) or "body"
+    (the answer broke off after its head; ``status`` is then set too).
+    ``latency`` is seconds from sending to the outcome.
+    """
+
+    __slots__ = ("target", "status", "error", "latency")
+
+    def __init__(self, target: "TargetInfo", status: int | None, error: str | None, latency: float) -> None:
+        self.target = target
+        self.status = status
+        self.error = error
+        self.latency = latency
+
+    def __repr__(self) -> str:
+        what = f"status={self.status}" if self.error is None else f"error={self.error}"
+        return f"TryOutcome({self.target.target}, {what})"
+
+
 class ContextKey(Generic[T]):
     """A typed key for ``ctx.vars``: plugins that share a value agree on the
     key object (and its type) instead of on a string.

@@ -82,16 +82,39 @@ class PassiveUnhealthy(Schema):
     http_failures: Count = 0
 
 
+class Recovery(Schema):
+    """How a target ejected by passive checks comes back without a probe or a manual call.
+
+    After ``base_ejection_time`` seconds (0: never by itself, Kong's behaviour)
+    the target goes half-open: at most ``half_open_requests`` real requests
+    at a time reach it. A success closes the circuit; a failure ejects it
+    again for twice as long, up to ``max_ejection_time``.
+    """
+
+    base_ejection_time: Interval = 30
+    max_ejection_time: Interval = 300
+    half_open_requests: Annotated[int, between(1, 65535)] = 1
+
+
 class Passive(Schema):
     type: Literal["tcp", "http", "https", "grpc", "grpcs"] = "http"
     healthy: PassiveHealthy = Field(default_factory=PassiveHealthy)
     unhealthy: PassiveUnhealthy = Field(default_factory=PassiveUnhealthy)
+    recovery: Recovery = Field(default_factory=Recovery)
 
 
 class Healthchecks(Schema):
     active: Active = Field(default_factory=Active)
     passive: Passive = Field(default_factory=Passive)
     threshold: Annotated[Number, between(0, 100)] = 0
+
+
+class TargetHealthchecks(Schema):
+    """A target's own health-check settings: the fields given override the upstream's
+    for that target only (the upstream's ``threshold`` applies to all its targets)."""
+
+    active: Active | None = None
+    passive: Passive | None = None
 
 
 class HealthChecksShort(Schema):
@@ -104,33 +127,52 @@ class HealthChecksShort(Schema):
     headers: dict[str, str] | None = None
 
 
-def apply_short_form(healthchecks: dict[str, Any], short: HealthChecksShort) -> dict[str, Any]:
-    """Map the seeds' short form onto Kong's nested record (in place, returned).
+def short_form_overrides(short: HealthChecksShort) -> dict[str, Any]:
+    """The fields of Kong's nested record that the seeds' short form sets.
 
-    ``threshold`` is the number of consecutive failures that marks a target
-    unhealthy and of successes that brings it back; ``interval`` turns active
-    probing on at that period, on ``path`` (default ``/``) with ``headers``;
-    ``passive: true`` turns passive checking on with the same threshold.
+    ``threshold`` (default 3) is the number of consecutive failures that marks
+    a target unhealthy and of successes that brings it back; ``interval`` turns
+    active probing on at that period (0 turns it off), on ``path`` with
+    ``headers``; ``passive: true`` turns passive checking on with the same
+    threshold (``false`` turns it off).
     """
-    active = healthchecks["active"]
-    passive = healthchecks["passive"]
     threshold = short.threshold if short.threshold is not None else 3
+    active: dict[str, Any] = {}
+    passive: dict[str, Any] = {}
     if short.path is not None:
         active["http_path"] = short.path
     if short.headers is not None:
         active["headers"] = {k: [v] for k, v in short.headers.items()}
-    if short.interval is not None:  # 0 turns probing off again (a PATCH may send it)
-        active["healthy"]["interval"] = short.interval
-        active["unhealthy"]["interval"] = short.interval
+    if short.interval is not None:
+        active["healthy"] = {"interval": short.interval}
+        active["unhealthy"] = {"interval": short.interval}
     if short.interval:
         active["healthy"]["successes"] = threshold
-        active["unhealthy"]["http_failures"] = threshold
-        active["unhealthy"]["tcp_failures"] = threshold
-        active["unhealthy"]["timeouts"] = threshold
+        active["unhealthy"].update(http_failures=threshold, tcp_failures=threshold, timeouts=threshold)
     if short.passive is not None:
         count = threshold if short.passive else 0
-        passive["healthy"]["successes"] = count
-        passive["unhealthy"]["http_failures"] = count
-        passive["unhealthy"]["tcp_failures"] = count
-        passive["unhealthy"]["timeouts"] = count
+        passive["healthy"] = {"successes": count}
+        passive["unhealthy"] = {"http_failures": count, "tcp_failures": count, "timeouts": count}
+    out: dict[str, Any] = {}
+    if active:
+        out["active"] = active
+    if passive:
+        out["passive"] = passive
+    return out
+
+
+def apply_short_form(healthchecks: dict[str, Any], short: HealthChecksShort) -> dict[str, Any]:
+    """Map the seeds' short form onto Kong's nested record (in place, returned)."""
+    merge_into(healthchecks, short_form_overrides(short))
     return healthchecks
+
+
+def merge_into(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into ``base`` (in place): records field by field,
+    everything else (lists, maps of headers, scalars) replaced."""
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "headers":
+            merge_into(base[key], value)
+        else:
+            base[key] = value
+    return base

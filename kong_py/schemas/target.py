@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 
 from .base import Schema, StrList, Tags, between, is_hostname
+from .healthchecks import HealthChecksShort, TargetHealthchecks
 from .providers import PROVIDER_HOSTS
 
 DEFAULT_PORT = 8000
@@ -115,6 +116,11 @@ class Target(Schema):
     default_model: str | None = None
     models: StrList | None = None
     credentials: Credentials | None = None
+    #: requests in flight to this target across the node's workers (0: no limit; nginx's name)
+    max_conns: Annotated[int, between(0, 2147483647)] = 0
+    #: this target's own health-check settings, over the upstream's (only the fields given)
+    healthchecks: TargetHealthchecks | None = None
+    health_checks: HealthChecksShort | None = None
     upstream: dict[str, Any] | None = None
     tags: Tags = None
 

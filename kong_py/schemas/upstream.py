@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from .base import Schema, Tags, between, is_hostname
-from .healthchecks import Healthchecks, HealthChecksShort
+from .healthchecks import Healthchecks, HealthChecksShort, Interval, Number
 
 HashOn = Literal["none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"]
 
@@ -67,6 +67,16 @@ class Proxy(Schema):
     protocol: Literal["http"] = "http"
 
 
+class SlowStart(Schema):
+    """Gradual recovery: a target that becomes eligible (back from UNHEALTHY, DISABLED
+    or DRAINING, or newly added) ramps from ``min_weight_percent`` of its weight
+    to all of it over ``window`` seconds (0: off), Envoy's ramp with ``aggression``."""
+
+    window: Annotated[Interval, between(0, 3600)] = 0
+    min_weight_percent: Annotated[Number, between(1, 100)] = 10
+    aggression: Annotated[Number, between(0.05, 100)] = 1.0
+
+
 class Upstream(Schema):
     name: str
     algorithm: str = "round-robin"
@@ -83,6 +93,7 @@ class Upstream(Schema):
     slots: Annotated[int, between(10, 65536)] = 10000
     healthchecks: Healthchecks = Field(default_factory=Healthchecks)
     health_checks: HealthChecksShort | None = None
+    slow_start: SlowStart = Field(default_factory=SlowStart)
     host_header: str | None = None
     use_srv_name: bool = False
     proxy: Proxy | None = None

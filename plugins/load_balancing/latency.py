@@ -140,6 +140,12 @@ class Latency:
             self._rebase(now)
         return now
 
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """New effective weights (slow start): re-rank every target."""
+        self.log_weight = [math.log(max(weights.get(t.id, t.weight), 1e-9)) for t in self.targets]
+        for i in range(len(self.targets)):
+            self._key(i)
+
     def update(self, target: TargetInfo) -> None:
         """The target's in-flight count or latency changed: re-rank it (O(log n))."""
         i = self.index.get(target.id)

@@ -45,6 +45,12 @@ class LeastConnections:
         self.in_flight[i] = self.targets[i].runtime.in_flight
         self.heap.set(i, self._key(i))
 
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """New effective weights (slow start): re-rank every target."""
+        self.weights = [weights.get(t.id, t.weight) or 1e-9 for t in self.targets]
+        for i in range(len(self.targets)):
+            self.heap.set(i, self._key(i))
+
     def update(self, target: TargetInfo) -> None:
         """The target's in-flight count changed: re-rank it (O(log n)).
 

@@ -29,13 +29,20 @@ class RoundRobin:
         self.heap = [(1 / w, i) for i, w in enumerate(self.weights)]
         heapq.heapify(self.heap)
 
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """New effective weights (slow start): a fresh cycle with the new shares."""
+        self.weights = [weights.get(t.id, t.weight) or 1e-9 for t in self.targets]
+        self.counts = [0] * len(self.targets)
+        self.heap = [(1 / w, i) for i, w in enumerate(self.weights)]
+        heapq.heapify(self.heap)
+
     def _requeue(self, index: int) -> None:
         due = (self.counts[index] + 1) / self.weights[index]
         heapq.heappush(self.heap, (due, index))
 
     def _rebase(self) -> None:
         """Cycles are over: subtract them, so due times stay small and exact."""
-        cycles = min(c // w for c, w in zip(self.counts, self.weights))
+        cycles = int(min(c // w for c, w in zip(self.counts, self.weights)))
         self.counts = [c - cycles * w for c, w in zip(self.counts, self.weights)]
         self.heap = [((c + 1) / w, i) for i, (c, w) in enumerate(zip(self.counts, self.weights))]
         heapq.heapify(self.heap)

@@ -19,6 +19,7 @@ DEFAULT_HEALTHCHECKS = {
         "healthy": {"http_statuses": [200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
                                       300, 301, 302, 303, 304, 305, 306, 307, 308], "successes": 0},
         "unhealthy": {"http_statuses": [429, 500, 503], "tcp_failures": 0, "timeouts": 0, "http_failures": 0},
+        "recovery": {"base_ejection_time": 30, "max_ejection_time": 300, "half_open_requests": 1},
     },
     "threshold": 0,
 }
