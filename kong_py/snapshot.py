@@ -62,8 +62,8 @@ def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtim
     """Compile a store dump into a snapshot (pure apart from runtime lookups).
 
     Against ``previous``, targets that start taking traffic (enabled again, or
-    new in an upstream that already had some) are marked as eligible from now,
-    so slow start ramps them up.
+    new in an upstream that has served requests) are marked as eligible from
+    now, so slow start ramps them up.
     """
     targets_by_upstream: dict[str, list[dict[str, Any]]] = {}
     for target in data["targets"]:
@@ -99,8 +99,8 @@ def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtim
 
 def _mark_new_traffic(infos: list[TargetInfo], previous: Snapshot, upstream_id: str, runtime: Runtime) -> None:
     before = previous.balancers.get(upstream_id)
-    if before is None or not any(t.enabled for t in before.targets):
-        return  # a new upstream (or one that took no traffic) starts at full weight
+    if before is None or not any(t.runtime.stats.selected for t in before.targets):
+        return  # an upstream that has taken no traffic yet starts at full weight
     now = runtime.clock()
     for info in infos:
         old = previous.targets.get(info.id)

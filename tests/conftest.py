@@ -60,8 +60,9 @@ async def start_gateway(tmp_path: Any) -> AsyncIterator[Callable[..., Awaitable[
                   "log_level": "warn", "db_update_frequency": 0.5}
         values.update(settings)
         runtime = values.pop("runtime", None)
+        node = values.pop("node", None)
         config = load_config(env={}, **values)
-        running = RunningGateway(config, runtime=runtime)
+        running = RunningGateway(config, runtime=runtime, node=node)
         await running.start()
         session = aiohttp.ClientSession()
         gateway = Gateway(running, f"http://127.0.0.1:{admin_port}", f"http://127.0.0.1:{proxy_port}", session)

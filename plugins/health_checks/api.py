@@ -12,7 +12,6 @@ worker of a node gives the same answer.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.requests import Request
@@ -97,9 +96,7 @@ def target_view(c: "Checker", balancer: "UpstreamBalancer", target: "TargetInfo"
     in_flight = target.runtime.in_flight + load.get(target.id, 0)
     if connection_limit(target):
         in_flight = max(in_flight, c.worker.node.in_flight(target.id))
-    ejected_until = None
-    if h.circuit != "closed" and h.open_until:
-        ejected_until = round(_wall(c, h.open_until, now), 3)
+    ejected_until = round(h.open_until_wall, 3) if h.circuit != "closed" and h.open_until else None
     return {
         "id": target.id, "target": target.target, "weight": target.weight,
         "priority": target.priority, "backup": target.backup, "upstream": {"id": target.upstream_id},
@@ -115,6 +112,7 @@ def target_view(c: "Checker", balancer: "UpstreamBalancer", target: "TargetInfo"
         "last_failure": {"reason": h.reason, "at": h.failed_at} if h.reason else None,
         "changed_at": h.changed_at or None,
         "changed_by": h.changed_by or None,
+        "changed_reason": h.changed_reason or None,
         "healthchecks": settings.record if settings is not None else None,
         "data": {"addresses": [{"ip": target.host, "port": target.port, "health": health,
                                 "weight": target.weight}],
@@ -142,11 +140,6 @@ def balancer_view(c: "Checker", balancer: "UpstreamBalancer") -> dict[str, Any]:
 def _load(c: "Checker") -> dict[str, int]:
     node = c.worker.node
     return node.others_load() if node.workers > 1 else {}
-
-
-def _wall(c: "Checker", clock_time: float, now: float) -> float:
-    """A clock time (the runtime's clock) as a Unix timestamp."""
-    return time.time() + (clock_time - now)
 
 
 def _upstream(c: "Checker", ident: str) -> "UpstreamBalancer":

@@ -59,6 +59,8 @@ class Prober:
                 continue
             h = checker.mirror.get(target_id)
             shared_due = h.next_probe if h is not None and h.next_probe else now
+            if h is not None and h.probed_at:  # a new period counts from the last probe
+                shared_due = min(shared_due, h.probed_at + period)
             self._schedule(target_id, min(shared_due, self.due.get(target_id, shared_due), now + period))
 
     def health_changed(self, target_id: str, h: Health) -> None:

@@ -65,9 +65,10 @@ class SharedHealth:
             period = interval(h)
             if not period:
                 return False, 0.0
-            if h.next_probe > now:
-                return False, h.next_probe
-            h.next_probe = now + period
+            due = min(h.next_probe, h.probed_at + period) if h.probed_at else h.next_probe
+            if due > now:  # another worker probed it, or the period grew shorter
+                return False, due
+            h.next_probe, h.probed_at = now + period, now
             txn.put(key, h.encode(), db=self.records)
         return True, h.next_probe
 

@@ -48,19 +48,24 @@ class Health:
     timeouts: int = 0
     #: ejections in a row (the next one lasts twice as long)
     ejections: int = 0
-    #: clock time the open circuit turns half-open (0: only a probe or a call brings it back)
+    #: clock time the open circuit turns half-open (0: only a probe or a call brings it
+    #: back), and the same as a Unix time for the health API
     open_until: float = 0.0
+    open_until_wall: float = 0.0
     #: clock time the circuit last closed (a long healthy spell forgets past ejections)
     closed_at: float = 0.0
     #: when and why the state last changed: wall time, clock time, source
     changed_at: float = 0.0
     changed_clock: float = 0.0
     changed_by: str = ""
+    changed_reason: str = ""
     #: the last failure counted: a reason without secrets, and its wall time
     reason: str = ""
     failed_at: float = 0.0
-    #: clock time the next probe is due (shared, so the node probes once per interval)
+    #: clock time the next probe is due, and of the last one (shared: the node probes
+    #: once per interval)
     next_probe: float = 0.0
+    probed_at: float = 0.0
     #: sequence number of the last manual change applied (from the store)
     manual: int = 0
     #: transitions into each state (for /metrics)
@@ -148,9 +153,10 @@ def half_open(h: Health, clock: float, wall: float) -> Change | None:
     if h.circuit != OPEN or not h.open_until or clock < h.open_until:
         return None
     old = h.state_name
-    h.circuit, h.open_until = HALF_OPEN, 0.0
-    _stamp(h, clock, wall, "recovery")
-    return Change(old, h.state_name, "ejection time over: half-open")
+    h.circuit, h.open_until, h.open_until_wall = HALF_OPEN, 0.0, 0.0
+    reason = "ejection time over: half-open"
+    _stamp(h, clock, wall, "recovery", reason)
+    return Change(old, h.state_name, reason)
 
 
 def set_manually(h: Health, healthy: bool, seq: int, clock: float, wall: float) -> Change | None:
@@ -158,15 +164,16 @@ def set_manually(h: Health, healthy: bool, seq: int, clock: float, wall: float) 
     old = h.state_name
     h.manual = max(h.manual, seq)
     h.successes = h.http_failures = h.tcp_failures = h.timeouts = 0
-    h.open_until = 0.0
+    h.open_until = h.open_until_wall = 0.0
     if healthy:
         h.health, h.circuit, h.ejections, h.closed_at = HEALTHY, CLOSED, 0, clock
     else:
         h.health, h.circuit = UNHEALTHY, OPEN
     if old == h.state_name:
         return None
-    _stamp(h, clock, wall, "manual")
-    return Change(old, h.state_name, "set by hand through the Admin API")
+    reason = "set by hand through the Admin API"
+    _stamp(h, clock, wall, "manual", reason)
+    return Change(old, h.state_name, reason)
 
 
 def restore(h: Health, reason: str, clock: float, wall: float) -> Change | None:
@@ -179,14 +186,15 @@ def restore(h: Health, reason: str, clock: float, wall: float) -> Change | None:
 
 def reset(h: Health, address: str) -> None:
     """A fresh start (the target's address changed): healthy, nothing counted."""
-    fresh = Health(address=address, transitions=h.transitions, next_probe=h.next_probe)
+    fresh = Health(address=address, transitions=h.transitions, next_probe=h.next_probe, probed_at=h.probed_at)
     h.__dict__.update(fresh.__dict__)
 
 
 def _close(h: Health, reason: str, clock: float, wall: float, source: str) -> Change:
     old = h.state_name
-    h.health, h.circuit, h.successes, h.open_until, h.closed_at = HEALTHY, CLOSED, 0, 0.0, clock
-    _stamp(h, clock, wall, source)
+    h.health, h.circuit, h.successes, h.closed_at = HEALTHY, CLOSED, 0, clock
+    h.open_until = h.open_until_wall = 0.0
+    _stamp(h, clock, wall, source, reason)
     return Change(old, HEALTHY, reason)
 
 
@@ -203,13 +211,14 @@ def _eject(h: Health, settings: Settings, source: str, reason: str, clock: float
     if recovery.base_ejection_time and not probes_recover:
         seconds = min(recovery.base_ejection_time * 2 ** (h.ejections - 1),
                       max(recovery.max_ejection_time, recovery.base_ejection_time))
-        h.open_until = clock + seconds * (1 + JITTER * jitter)
+        seconds *= 1 + JITTER * jitter
+        h.open_until, h.open_until_wall = clock + seconds, wall + seconds
     else:
-        h.open_until = 0.0
-    _stamp(h, clock, wall, source)
+        h.open_until = h.open_until_wall = 0.0
+    _stamp(h, clock, wall, source, reason)
     return Change(old, UNHEALTHY, reason)
 
 
-def _stamp(h: Health, clock: float, wall: float, source: str) -> None:
-    h.changed_clock, h.changed_at, h.changed_by = clock, wall, source
+def _stamp(h: Health, clock: float, wall: float, source: str, reason: str) -> None:
+    h.changed_clock, h.changed_at, h.changed_by, h.changed_reason = clock, wall, source, reason
     h.transitions[h.state_name] = h.transitions.get(h.state_name, 0) + 1
