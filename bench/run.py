@@ -56,6 +56,13 @@ KNOWN_ALGORITHMS = ["round-robin", "least-connections", "consistent-hashing", "l
 ALGORITHM_FIELDS: dict[str, dict[str, Any]] = {
     "consistent-hashing": {"hash_on": "header", "hash_on_header": "x-user"},
 }
+#: the health-checks scenario: passive and active checks on (probes every second)
+HEALTH_CHECKS: dict[str, Any] = {
+    "active": {"http_path": "/health", "healthy": {"interval": 1, "successes": 2},
+               "unhealthy": {"interval": 1, "http_failures": 3, "tcp_failures": 3, "timeouts": 3}},
+    "passive": {"healthy": {"successes": 2},
+                "unhealthy": {"http_failures": 3, "tcp_failures": 3, "timeouts": 3}},
+}
 #: every request (direct and proxied) carries ``x-user: user-<0..999>``
 VARY_HEADER = "x-user"
 FLOOR_RPS = 3000  # the project's floor for one worker, proxied
@@ -230,32 +237,36 @@ def _expect(result: tuple[int, Any], *ok: int) -> Any:
     return body
 
 
-def _upstream_name(count: int) -> str:
-    return f"bench-{count}"
+def _upstream_name(count: int, health: bool = False) -> str:
+    return f"bench-{count}" + ("-hc" if health else "")
 
 
-def _route_path(count: int) -> str:
-    return f"{ROUTE_PREFIX}/t{count}"
+def _route_path(count: int, health: bool = False) -> str:
+    return f"{ROUTE_PREFIX}/t{count}" + ("hc" if health else "")
 
 
-def setup_routes(gw: Gateway, counts: list[int]) -> None:
-    """One service and route per target count: ``/bench/t<N>`` -> upstream ``bench-<N>``."""
-    for count in counts:
-        name = _upstream_name(count)
+def setup_routes(gw: Gateway, scenarios: list[tuple[int, bool]]) -> None:
+    """One service and route per scenario: ``/bench/t<N>`` -> upstream ``bench-<N>``
+    (``/bench/t<N>hc`` -> ``bench-<N>-hc`` with health checks)."""
+    for count, health in scenarios:
+        name = _upstream_name(count, health)
         _expect(gw.admin("POST", "/services", {"name": name, "host": name}), 201)
-        _expect(gw.admin("POST", f"/services/{name}/routes", {"name": name, "paths": [_route_path(count)]}), 201)
+        _expect(gw.admin("POST", f"/services/{name}/routes",
+                         {"name": name, "paths": [_route_path(count, health)]}), 201)
 
 
-def configure_upstream(gw: Gateway, algorithm: str, count: int, ports: list[int]) -> str | None:
+def configure_upstream(gw: Gateway, algorithm: str, count: int, ports: list[int],
+                       health: bool = False) -> str | None:
     """(Re)create upstream ``bench-<count>`` with ``algorithm`` and one target per port.
 
     Returns None when ready, or the Admin API's reason when it rejects the
     algorithm (400).
     """
-    name = _upstream_name(count)
+    name = _upstream_name(count, health)
     _expect(gw.admin("DELETE", f"/upstreams/{name}"), 204, 404)
     status, body = gw.admin("POST", "/upstreams", {"name": name, "algorithm": algorithm,
-                                                  **ALGORITHM_FIELDS.get(algorithm, {})})
+                                                  **ALGORITHM_FIELDS.get(algorithm, {}),
+                                                  **({"healthchecks": HEALTH_CHECKS} if health else {})})
     if status == 400:
         fields = body.get("fields") if isinstance(body, dict) else None
         if fields:
@@ -392,7 +403,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         lines.append([
-            r["scenario"], r.get("algorithm") or "-", str(r.get("targets") or "-"),
+            r["scenario"] + (" +health" if r.get("health_checks") else ""), r.get("algorithm") or "-",
+            str(r.get("targets") or "-"),
             f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]),
             f"{r['ratio']:.1%}" if r.get("ratio") is not None else "-",
             f"{r['targets_hit']}/{r['targets']}" if r.get("targets_hit") is not None else "-",
@@ -438,6 +450,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="request 1,000 distinct paths (/bench/tN/0 ... /999) rather than one fixed URL, "
                              "so URL-keyed caches in the client stack don't flatter small target counts "
                              "(default: on)")
+    parser.add_argument("--health", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the smallest target count with passive and active health checks "
+                             "on, beside the same case without (default: on)")
     parser.add_argument("--pin", choices=["auto", "off"], default="auto",
                         help="auto: gateway on the last CPU, load generator and upstream on the others")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="where to write JSON")
@@ -489,7 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         up_proc, ports = start_upstream(procs, max(args.targets))
         gw = Gateway(procs, prefix, server_cpus)
         gw.wait_ready()
-        setup_routes(gw, args.targets)
+        scenarios = [(count, False) for count in args.targets]
+        if args.health:
+            scenarios.insert(scenarios.index((min(args.targets), False)) + 1, (min(args.targets), True))
+        setup_routes(gw, scenarios)
         load = dict(connections=args.connections, duration=args.duration, warmup=args.warmup, cpus=load_cpus,
                     vary_path=args.vary_path)
         print(f"kong_py proxy benchmark: {args.connections} connections, {args.warmup:g}s warm-up + "
@@ -509,10 +527,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{res['rps']:,.0f} req/s", flush=True)
             return res
 
-        def measure_gateway(algorithm: str, count: int) -> dict[str, Any]:
-            print(f"  gateway {algorithm}, {count} target{'s' if count != 1 else ''} ...", end=" ", flush=True)
+        def measure_gateway(algorithm: str, count: int, health: bool) -> dict[str, Any]:
+            print(f"  gateway {algorithm}, {count} target{'s' if count != 1 else ''}"
+                  f"{', health checks' if health else ''} ...", end=" ", flush=True)
             before = upstream_counts(ports[0])
-            res = run_load(procs, gw.proxy_port, path=_route_path(count), **load)
+            res = run_load(procs, gw.proxy_port, path=_route_path(count, health), **load)
             after = upstream_counts(ports[0])
             per_target = [after.get(p, 0) - before.get(p, 0) for p in ports[:count]]
             res.update(targets_hit=sum(1 for n in per_target if n > 0),
@@ -523,43 +542,45 @@ def main(argv: list[str] | None = None) -> int:
             return res
 
         direct_runs: list[dict[str, Any]] = []
-        gateway_runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        setup_times: dict[tuple[str, int], float] = {}
+        gateway_runs: dict[tuple[str, int, bool], list[dict[str, Any]]] = {}
+        setup_times: dict[tuple[str, int, bool], float] = {}
         for algorithm in args.algorithms:
             reason = None
-            for count in args.targets:
-                print(f"  setting up upstream bench-{count}: {algorithm}, {count} target(s) ...", end=" ", flush=True)
+            for count, health in scenarios:
+                print(f"  setting up upstream {_upstream_name(count, health)}: {algorithm}, {count} target(s) ...",
+                      end=" ", flush=True)
                 setup_start = time.monotonic()
-                reason = configure_upstream(gw, algorithm, count, ports[:count])
+                reason = configure_upstream(gw, algorithm, count, ports[:count], health)
                 if reason is not None:
                     print(f"skipped (Admin API: 400 {reason})", flush=True)
                     skipped.append({"algorithm": algorithm, "reason": reason})
                     break
-                wait_routable(gw, _route_path(count))
-                setup_times[(algorithm, count)] = time.monotonic() - setup_start
-                print(f"{setup_times[(algorithm, count)]:.1f}s", flush=True)
+                wait_routable(gw, _route_path(count, health))
+                setup_times[(algorithm, count, health)] = time.monotonic() - setup_start
+                print(f"{setup_times[(algorithm, count, health)]:.1f}s", flush=True)
             if reason is not None:
-                for count in args.targets:  # leave nothing half-configured behind
-                    _expect(gw.admin("DELETE", f"/upstreams/{_upstream_name(count)}"), 204, 404)
+                for count, health in scenarios:  # leave nothing half-configured behind
+                    _expect(gw.admin("DELETE", f"/upstreams/{_upstream_name(count, health)}"), 204, 404)
                 continue
             # rounds interleave the scenarios, so a noisy neighbour hits them alike;
             # direct is measured in the rounds of the first algorithm that runs
             for _ in range(args.repeat):
                 if len(direct_runs) < args.repeat:
                     direct_runs.append(measure_direct())
-                for count in args.targets:
-                    gateway_runs.setdefault((algorithm, count), []).append(measure_gateway(algorithm, count))
+                for count, health in scenarios:
+                    gateway_runs.setdefault((algorithm, count, health), []).append(
+                        measure_gateway(algorithm, count, health))
         while len(direct_runs) < args.repeat:  # every algorithm was skipped
             direct_runs.append(measure_direct())
 
         direct = _median_row(direct_runs)
         rows: list[dict[str, Any]] = [{"scenario": "direct", "algorithm": None, "targets": None, "ratio": None,
                                        **direct}]
-        for (algorithm, count), runs in gateway_runs.items():
+        for (algorithm, count, health), runs in gateway_runs.items():
             res = _median_row(runs)
-            rows.append({"scenario": "gateway", "algorithm": algorithm, "targets": count,
+            rows.append({"scenario": "gateway", "algorithm": algorithm, "targets": count, "health_checks": health,
                          "ratio": res["rps"] / direct["rps"] if direct["rps"] else None,
-                         "setup_s": round(setup_times[(algorithm, count)], 2), **res})
+                         "setup_s": round(setup_times[(algorithm, count, health)], 2), **res})
 
         print()
         if args.repeat > 1:
@@ -574,7 +595,16 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"best proxied rate {best:,.0f} req/s ({args.connections} connections) {verdict} "
                          f"the {FLOOR_RPS:,} req/s floor (1 worker)")
         for algorithm in args.algorithms:
-            by_targets = {r["targets"]: r for r in gateway_rows if r["algorithm"] == algorithm}
+            with_checks = [r for r in gateway_rows if r["algorithm"] == algorithm and r["health_checks"]]
+            for checked in with_checks:
+                plain = next(r for r in gateway_rows if r["algorithm"] == algorithm
+                             and r["targets"] == checked["targets"] and not r["health_checks"])
+                notes.append(f"{algorithm}, {checked['targets']} targets: with health checks "
+                             f"{checked['rps']:,.0f} req/s vs {plain['rps']:,.0f} without "
+                             f"({checked['rps'] / plain['rps']:.1%}), p99 {checked['p99_ms']:.2f} vs "
+                             f"{plain['p99_ms']:.2f} ms")
+            by_targets = {r["targets"]: r for r in gateway_rows
+                          if r["algorithm"] == algorithm and not r["health_checks"]}
             if len(by_targets) > 1:
                 lo, hi = min(by_targets), max(by_targets)
                 a, b = by_targets[lo], by_targets[hi]
@@ -594,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
                         "python": platform.python_version()},
             "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
                          "repeat": args.repeat, "algorithms": args.algorithms, "targets": args.targets,
+                         "health": args.health,
                          "workers": 1, "vary_header": VARY_HEADER, "vary_path": args.vary_path,
                          "pinning": {"server_under_test": sorted(server_cpus) if server_cpus else None,
                                      "loadgen": sorted(load_cpus) if load_cpus else None}},

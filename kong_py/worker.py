@@ -18,7 +18,7 @@ from .snapshot import Snapshot, build_snapshot
 log = logging.getLogger("kong_py.worker")
 
 #: seconds between publications of this worker's in-flight counts to the node
-LOAD_INTERVAL = 0.25
+LOAD_INTERVAL = 0.1
 
 class Stats:
     """Counters the proxy bumps (plain integers: nothing on the hot path formats)."""

@@ -38,6 +38,13 @@ class Algorithm(Protocol):
     #     algorithm that keeps targets in a heap by load can re-rank one target
     #     in O(log n) instead of scanning all of them on every pick.
     #     """
+    #
+    # def set_weights(self, weights: dict[str, float]) -> None:
+    #     """Effective weights by target id while targets ramp up (slow start).
+    #
+    #     Called on the current snapshot's algorithm when they change (at most
+    #     every window/64 seconds); without it the configured weights stay.
+    #     """
 
 
 class InOrder:

@@ -103,7 +103,9 @@ def target_view(c: "Checker", balancer: "UpstreamBalancer", target: "TargetInfo"
         "created_at": entity.get("created_at"), "tags": entity.get("tags"),
         "health": health,
         "circuit": h.circuit if h.health == UNHEALTHY or h.circuit == HALF_OPEN else "closed",
-        "effective_weight": round(balancer.effective_weight(target, now), 3) if target.enabled else 0,
+        # what the balancer gives it now: 0 while it takes no traffic, less while it ramps up
+        "effective_weight": (round(balancer.effective_weight(target, now), 3)
+                             if target.enabled and target.runtime.healthy else 0),
         "max_conns": target.max_conns,
         "in_flight": in_flight,
         "counters": h.counters(),

@@ -8,7 +8,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from kong_py.proxy.context import TryOutcome
+from kong_py.proxy.context import Context, ContextKey, TryOutcome
 
 from .probes import Prober
 from .schema import Settings, settings_for
@@ -24,6 +24,9 @@ log = logging.getLogger("kong_py.health")
 
 #: seconds between looks at what the node's other workers changed
 FOLLOW_INTERVAL = 0.02
+
+#: a success waiting for its body to arrive whole (the target it is about)
+PENDING = ContextKey["TargetInfo"]("health-checks.pending-success")
 
 #: why a try failed, as the health API shows it (no addresses, no secrets)
 _ERRORS = {
@@ -114,8 +117,12 @@ class Checker:
             self.refresh()
 
     # -- outcomes --------------------------------------------------------------
-    def passive(self, outcome: TryOutcome) -> None:
-        """One try of real traffic: count it (most successes cost a dict lookup)."""
+    def passive(self, ctx: Context, outcome: TryOutcome) -> None:
+        """One try of real traffic: count it (most successes cost a dict lookup).
+
+        Failures count at once. A success counts once its body has arrived
+        whole (``finished``), so a stream that breaks off is not both.
+        """
         if self._snapshot is not self.worker.snapshot:
             self.refresh()
         target = outcome.target
@@ -124,6 +131,8 @@ class Checker:
             return
         if outcome.error is not None:
             kind, reason = _ERRORS.get(outcome.error, ("tcp_failures", outcome.error))
+            if ctx.vars.get(PENDING) is target:
+                del ctx.vars[PENDING]
         else:
             status = outcome.status or 0
             found = settings.passive.classify_status(status)
@@ -132,9 +141,20 @@ class Checker:
             kind, reason = found, f"status {status}"
             if kind == "success":
                 h = self.mirror.get(target.id)
-                if h is None or h.clean:
-                    return
+                if h is not None and not h.clean:
+                    ctx.vars[PENDING] = target
+                return
         self.count(target, settings, "passive", kind, reason)
+
+    def finished(self, ctx: Context) -> None:
+        """The exchange is over: count the success it was waiting for (not when the
+        client left before the end: that says nothing about the target)."""
+        target = ctx.vars.pop(PENDING, None)
+        if target is None or ctx.vars.get("client_aborted"):
+            return
+        settings = self.settings.get(target.id)
+        if settings is not None:
+            self.count(target, settings, "passive", "success", "")
 
     def count(self, target: "TargetInfo", settings: Settings, source: str, kind: str, reason: str) -> None:
         """Record one outcome for the whole node and act on a change of state."""

@@ -40,7 +40,13 @@ class HealthChecks:
     def try_outcome(self, ctx: Context, outcome: TryOutcome) -> None:
         checker = self.checker
         if checker is not None:
-            checker.passive(outcome)
+            checker.passive(ctx, outcome)
+
+    @hookimpl
+    def log(self, ctx: Context) -> None:
+        checker = self.checker
+        if checker is not None and ctx.vars:
+            checker.finished(ctx)
 
     @hookimpl
     def register_admin_routes(self, register: Callable[..., None]) -> None:

@@ -65,11 +65,12 @@ async def test_no_probes_for_disabled_targets_or_weight_zero(start_gateway, swit
     assert b.probes == c.probes == 0
     # enabling the target starts its probes within a second
     assert (await gateway.admin("PUT", f"/upstreams/pool/targets/{b.address}/enable"))[0] == 200
-    await wait_for(lambda: b.probes == 1, 1)
+    await wait_for(lambda: b.probes == 1, 2)
     # turning active checks off stops them
     status, _ = await gateway.admin("PATCH", "/upstreams/pool", {"healthchecks": {"active": {
         "healthy": {"interval": 0}, "unhealthy": {"interval": 0}}}})
     assert status == 200
+    await asyncio.sleep(0.2)  # a probe sent before the change may still arrive
     probes = a.probes
     clock.advance(10)
     await asyncio.sleep(0.3)
@@ -144,3 +145,47 @@ async def test_probes_go_through_the_upstreams_forward_proxy(start_gateway, swit
     await wait_for(lambda: seen, 3)
     assert seen[0] == f"GET http://{a.address}/health HTTP/1.1".encode() and a.probes == 0
     server.close()
+
+
+async def test_https_probes_verify_certificates_and_send_sni(start_gateway, runtime, clock, tmp_path):
+    import ssl
+
+    from aiohttp import web
+
+    from support import free_port, make_certs
+
+    certs = make_certs(tmp_path)
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs / "server.pem", certs / "server.key")
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    probes: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        probes.append(request.path)
+        return web.Response(text="ok")
+    app = web.Application()
+    app.router.add_get("/health", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        gateway = await start_gateway(runtime=runtime)
+        checks = active(interval=1, successes=1, failures=1, type="https", https_sni="probe.test",
+                        https_verify_certificate=False)
+        await configure(gateway, [], checks)
+        status, target = await gateway.admin("POST", "/upstreams/pool/targets", {"target": f"127.0.0.1:{port}"})
+        assert status == 201
+        await wait_for(lambda: probes, 3)
+        assert names[0] == "probe.test"
+        # the test CA is not one the system trusts: with verification on, the handshake fails
+        status, _ = await gateway.admin("PATCH", "/upstreams/pool", {"healthchecks": {"active": {
+            "https_verify_certificate": True}}})
+        assert status == 200
+        clock.advance(1)
+        await wait_for(lambda: not runtime.targets[target["id"]].healthy, 3)
+        assert (await health(gateway))[f"127.0.0.1:{port}"]["last_failure"]["reason"].startswith("probe failed")
+        assert len(probes) == 1
+    finally:
+        await runner.cleanup()
