@@ -29,6 +29,7 @@ import shutil
 import struct
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -82,6 +83,28 @@ class NodeEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+def node_id(prefix: Path) -> str:
+    """The node's id: kept in the prefix, so it survives restarts (as Kong does).
+
+    The process that starts the node calls this before forking its workers, so
+    they all read the same id.
+    """
+    path = Path(prefix) / "node.id"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    new = str(uuid.uuid4())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new)
+    except OSError:
+        pass
+    return new
 
 
 def wipe(path: Path) -> None:

@@ -16,7 +16,7 @@ import uvicorn
 
 from .config import Config, Listen
 from .db.store import open_store
-from .node import Node, NodeEnv, wipe
+from .node import Node, NodeEnv, node_id, wipe
 from .plugin_manager import PluginManager, PluginLoadError
 from .worker import Worker
 
@@ -46,6 +46,7 @@ def serve(config: Config) -> None:
     log.info("proxy listening on %s, Admin API on %s, %d worker(s)", config.proxy_listen,
              config.admin_listen, config.workers)
     wipe(config.node_state_path)  # a new node: nothing of an earlier run is shared
+    node_id(config.prefix)  # created once, before the workers read it
     if config.workers == 1:
         _run_worker(config, proxy_sock, admin_sock, 0)
         return

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any, Coroutine, TextIO
 
 from .balancer.runtime import Runtime
 from .config import Config
 from .db.store import Store
-from .node import FOLLOW_INTERVAL, Node
+from .node import FOLLOW_INTERVAL, Node, node_id
 from .plugin_manager import PluginManager
 from .proxy.client import UpstreamClient
 from .snapshot import Snapshot, build_snapshot
@@ -48,7 +47,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()
-        self.node_id = _node_id(config)
+        self.node_id = node_id(config.prefix)
         self.access_log: TextIO | None = None
 
     async def start(self) -> None:
@@ -178,21 +177,3 @@ class Worker:
                     await self.rebuild()
             except Exception:
                 log.exception("could not refresh the configuration; keeping the current one")
-
-
-def _node_id(config: Config) -> str:
-    """A node id that survives restarts (kept in the prefix, as Kong does)."""
-    path = config.prefix / "node.id"
-    try:
-        text = path.read_text().strip()
-        if text:
-            return text
-    except OSError:
-        pass
-    node = str(uuid.uuid4())
-    try:
-        config.prefix.mkdir(parents=True, exist_ok=True)
-        path.write_text(node)
-    except OSError:
-        pass
-    return node

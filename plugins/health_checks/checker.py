@@ -60,10 +60,7 @@ class Checker:
     # -- start -----------------------------------------------------------------
     def start(self) -> None:
         self._seq, _ = self.shared.changes(0)
-        self.refresh()
-        for target_id, h in self.shared.everything().items():
-            if target_id in self.targets:
-                self._apply(target_id, h)
+        self.refresh()  # also applies what the node's other workers already know
         self.worker.spawn(self._follow())
         self.worker.spawn(self._manual_from_store())
         self.worker.spawn(self.prober.run())

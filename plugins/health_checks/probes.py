@@ -129,10 +129,13 @@ class Prober:
         if semaphore is None:
             semaphore = self.semaphores[key] = asyncio.Semaphore(settings.probe.concurrency)
         upstream = self.checker.upstreams.get(target.id, {})
-        async with semaphore:
-            kind, reason = await probe(self.client, target, settings, upstream)
-        if kind is not None and self.checker.targets.get(target.id) is not None:
-            self.checker.count(target, settings, "active", kind, reason)
+        try:
+            async with semaphore:
+                kind, reason = await probe(self.client, target, settings, upstream)
+            if kind is not None and self.checker.targets.get(target.id) is not None:
+                self.checker.count(target, settings, "active", kind, reason)
+        except Exception:
+            log.exception("health probe of %s failed", target.target)
 
 
 def probed(target: "TargetInfo") -> bool:

@@ -70,6 +70,7 @@ async def test_no_probes_for_disabled_targets_or_weight_zero(start_gateway, swit
     status, _ = await gateway.admin("PATCH", "/upstreams/pool", {"healthchecks": {"active": {
         "healthy": {"interval": 0}, "unhealthy": {"interval": 0}}}})
     assert status == 200
+    assert (await health(gateway))[a.address]["healthchecks"]["active"]["healthy"]["interval"] == 0
     await asyncio.sleep(0.2)  # a probe sent before the change may still arrive
     probes = a.probes
     clock.advance(10)
