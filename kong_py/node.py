@@ -157,19 +157,17 @@ class Node:
                 txn.put(key, new)
         return result
 
-    def items(self, db: Any, prefix: bytes = b"", after: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    def items(self, db: Any, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """The records of ``db`` whose key starts with ``prefix`` (from one consistent
-        view), in key order; with ``after``, only those with a greater key."""
+        view), in key order."""
         out: list[tuple[bytes, bytes]] = []
         with self.env.env.begin(db=db) as txn:
             cursor = txn.cursor()
-            if not cursor.set_range(after if after is not None else prefix):
+            if not cursor.set_range(prefix):
                 return out
             for key, value in cursor:
                 if not key.startswith(prefix):
                     break
-                if after is not None and key == after:
-                    continue
                 out.append((bytes(key), bytes(value)))
         return out
 
