@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 from kong_py import __version__
@@ -44,24 +45,34 @@ class Prober:
         self.client = UpstreamClient(keepalive_idle_timeout=1)
         #: probes sent by this worker (for tests and debugging)
         self.sent = 0
+        self.random = random.Random()
 
     # -- schedule ----------------------------------------------------------------
     def reschedule(self) -> None:
-        """The configuration changed: start, stop or re-time probes (new targets at once)."""
+        """The configuration changed: start, stop or re-time probes.
+
+        A target never probed gets its first probe within one period (as in
+        Kong), at a random point of its second half, so targets configured
+        together are not all probed at the same instant. A new period counts
+        from the last probe.
+        """
         checker = self.checker
         now = self.clock()
         for target_id in [t for t in self.due if t not in checker.targets]:
             del self.due[target_id]
-        for target_id, target in checker.targets.items():
+        for target_id in checker.targets:
             period = self._period(target_id)
             if not period:
                 self.due.pop(target_id, None)
                 continue
             h = checker.mirror.get(target_id)
-            shared_due = h.next_probe if h is not None and h.next_probe else now
-            if h is not None and h.probed_at:  # a new period counts from the last probe
-                shared_due = min(shared_due, h.probed_at + period)
-            self._schedule(target_id, min(shared_due, self.due.get(target_id, shared_due), now + period))
+            if h is not None and h.probed_at:
+                due = min(h.next_probe or h.probed_at + period, h.probed_at + period)
+            elif target_id in self.due:
+                due = min(self.due[target_id], now + period)
+            else:
+                due = now + period * (0.5 + self.random.random() / 2)
+            self._schedule(target_id, due)
 
     def health_changed(self, target_id: str, h: Health) -> None:
         """A record changed: follow its due time (the period depends on health)."""

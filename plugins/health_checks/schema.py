@@ -15,6 +15,15 @@ from typing import Any
 from kong_py.schemas.healthchecks import Healthchecks, HealthChecksShort, merge_into, short_form_overrides
 
 
+#: a free endpoint of each provider, probed instead of ``/`` (never a paid completion)
+PROBE_PATHS: dict[str, str] = {
+    "openai": "/v1/models", "openai-compatible": "/v1/models", "anthropic": "/v1/models",
+    "mistral": "/v1/models", "groq": "/openai/v1/models", "deepseek": "/models", "together": "/v1/models",
+    "fireworks": "/inference/v1/models", "openrouter": "/api/v1/models", "xai": "/v1/models",
+    "cohere": "/v1/models", "gemini": "/v1beta/models", "google": "/v1beta/models",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """One source's counting rules (Kong's ``active`` or ``passive`` healthy/unhealthy)."""
@@ -93,7 +102,8 @@ class Settings:
 
 
 def effective_record(upstream: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
-    """The upstream's record with the target's own settings over it."""
+    """The upstream's record with the target's own settings over it; a provider
+    target left on the default ``/`` is probed on its provider's free endpoint."""
     record = copy.deepcopy(upstream.get("healthchecks") or Healthchecks().model_dump(mode="json"))
     short = target.get("health_checks")
     if short:
@@ -101,6 +111,9 @@ def effective_record(upstream: dict[str, Any], target: dict[str, Any]) -> dict[s
     override = target.get("healthchecks")
     if override:
         merge_into(record, copy.deepcopy(override))
+    provider_path = PROBE_PATHS.get((target.get("provider") or "").lower())
+    if provider_path and record["active"]["http_path"] == "/":
+        record["active"]["http_path"] = provider_path
     return record
 
 
@@ -131,10 +144,12 @@ def _limits(source: dict[str, Any]) -> Limits:
 
 def settings_for(upstream: dict[str, Any], target: dict[str, Any],
                  shared: dict[str, Settings]) -> Settings:
-    """The target's settings; targets without overrides share their upstream's."""
+    """The target's settings; targets without overrides share their upstream's
+    (per provider)."""
     if not target.get("healthchecks") and not target.get("health_checks"):
-        found = shared.get(upstream["id"])
+        key = f"{upstream['id']}|{(target.get('provider') or '').lower()}"
+        found = shared.get(key)
         if found is None:
-            found = shared[upstream["id"]] = compile_settings(effective_record(upstream, {}))
+            found = shared[key] = compile_settings(effective_record(upstream, target))
         return found
     return compile_settings(effective_record(upstream, target))

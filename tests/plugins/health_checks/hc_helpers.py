@@ -20,6 +20,7 @@ async def configure(gateway: Any, servers: list[Any], healthchecks: dict[str, An
     assert status == 201, service
     status, route = await gateway.admin("POST", f"/services/{name}/routes", {"paths": [f"/{name}"]})
     assert status == 201, route
+    await health(gateway, name)  # the checker has seen the configuration: probes are scheduled
     return created
 
 

@@ -18,7 +18,7 @@ async def test_probes_turn_a_target_unhealthy_then_healthy(start_gateway, switch
     gateway = await start_gateway(runtime=runtime)
     a, b = await switchable("a"), await switchable("b")
     await configure(gateway, [a, b], active(interval=5, successes=2, failures=2, unhealthy_interval=1))
-    await wait_for(lambda: a.probes == 1, 3)  # new targets are probed at once
+    await _tick(clock, 5, a, 1)  # the first probe comes within one interval
     a.probe_mode = "error"
     await _tick(clock, 5, a, 2)
     assert (await states(gateway))[a.address] == "HEALTHY"
@@ -60,12 +60,13 @@ async def test_no_probes_for_disabled_targets_or_weight_zero(start_gateway, swit
     await configure(gateway, [a], active(interval=1))
     assert (await gateway.admin("POST", "/upstreams/pool/targets", {"target": b.address, "state": "DISABLED"}))[0] == 201
     assert (await gateway.admin("POST", "/upstreams/pool/targets", {"target": c.address, "weight": 0}))[0] == 201
-    for n in range(2, 5):
+    for n in range(1, 4):
         await _tick(clock, 1, a, n)
     assert b.probes == c.probes == 0
-    # enabling the target starts its probes within a second
+    # enabling the target starts its probes: the first within one interval
     assert (await gateway.admin("PUT", f"/upstreams/pool/targets/{b.address}/enable"))[0] == 200
-    await wait_for(lambda: b.probes == 1, 2)
+    await health(gateway)
+    await _tick(clock, 1, b, 1)
     # turning active checks off stops them
     status, _ = await gateway.admin("PATCH", "/upstreams/pool", {"healthchecks": {"active": {
         "healthy": {"interval": 0}, "unhealthy": {"interval": 0}}}})
@@ -82,7 +83,7 @@ async def test_probe_period_changes_with_the_configuration(start_gateway, switch
     gateway = await start_gateway(runtime=runtime)
     a = await switchable("a")
     await configure(gateway, [a], active(interval=60))
-    await wait_for(lambda: a.probes == 1, 3)
+    await _tick(clock, 60, a, 1)
     status, _ = await gateway.admin("PATCH", "/upstreams/pool", {"healthchecks": {"active": {"healthy": {"interval": 2}}}})
     assert status == 200
     await _tick(clock, 2, a, 2)  # not 60 s: the new period applies at once
@@ -119,6 +120,8 @@ async def test_probes_use_the_targets_headers_and_its_own_settings(start_gateway
         "target": anthropic_like.address, "headers": {"anthropic-version": "2023-06-01"},
         "health_checks": {"path": "/health", "interval": 1, "threshold": 2}})
     assert status == 201
+    await health(gateway, "ai")
+    clock.advance(1)
     await wait_for(lambda: openai_like.probes >= 1 and anthropic_like.probes >= 1, 3)
     assert openai_like.probe_headers[0]["X-Team"] == "ai" and openai_like.probe_headers[0]["X-Probe"] == "yes"
     assert anthropic_like.probe_headers[0]["anthropic-version"] == "2023-06-01"
@@ -129,7 +132,7 @@ async def test_probes_use_the_targets_headers_and_its_own_settings(start_gateway
     assert settings["unhealthy"]["http_failures"] == 2
 
 
-async def test_probes_go_through_the_upstreams_forward_proxy(start_gateway, switchable, runtime):
+async def test_probes_go_through_the_upstreams_forward_proxy(start_gateway, switchable, runtime, clock):
     gateway = await start_gateway(runtime=runtime)
     seen: list[bytes] = []
 
@@ -143,6 +146,7 @@ async def test_probes_go_through_the_upstreams_forward_proxy(start_gateway, swit
     port = server.sockets[0].getsockname()[1]
     a = await switchable("a")
     await configure(gateway, [a], active(interval=1), proxy={"host": "127.0.0.1", "port": port})
+    clock.advance(1)
     await wait_for(lambda: seen, 3)
     assert seen[0] == f"GET http://{a.address}/health HTTP/1.1".encode() and a.probes == 0
     server.close()
@@ -178,6 +182,8 @@ async def test_https_probes_verify_certificates_and_send_sni(start_gateway, runt
         await configure(gateway, [], checks)
         status, target = await gateway.admin("POST", "/upstreams/pool/targets", {"target": f"127.0.0.1:{port}"})
         assert status == 201
+        await health(gateway)
+        clock.advance(1)
         await wait_for(lambda: probes, 3)
         assert names[0] == "probe.test"
         # the test CA is not one the system trusts: with verification on, the handshake fails
@@ -190,3 +196,18 @@ async def test_https_probes_verify_certificates_and_send_sni(start_gateway, runt
         assert len(probes) == 1
     finally:
         await runner.cleanup()
+
+
+async def test_provider_targets_are_probed_on_a_free_endpoint(start_gateway, switchable, runtime, clock):
+    """A provider target on the default path is probed on its models list, never a completion."""
+    gateway = await start_gateway(runtime=runtime)
+    mock = await switchable("openai", probe_path="/v1/models")
+    await configure(gateway, [], {"active": {"healthy": {"interval": 1}}}, name="ai")  # http_path stays "/"
+    status, _ = await gateway.admin("POST", "/upstreams/ai/targets", {
+        "provider": "openai", "host": "127.0.0.1", "port": mock.port, "protocol": "http"})
+    assert status == 201
+    entry = next(iter((await health(gateway, "ai")).values()))
+    assert entry["healthchecks"]["active"]["http_path"] == "/v1/models"
+    clock.advance(1)
+    await wait_for(lambda: mock.probes == 1, 3)
+    assert mock.hits == 0

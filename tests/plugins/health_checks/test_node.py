@@ -40,6 +40,7 @@ async def test_a_node_probes_each_target_once_per_interval(node_pair, switchable
     first, second = await node_pair()
     a = await switchable("a")
     await configure(second, [a], active(interval=2, successes=1, failures=1))
+    clock.advance(2)  # the first probe comes within one interval
     await wait_for(lambda: a.probes == 1, 3)
     for n in range(2, 6):
         clock.advance(2)
