@@ -36,6 +36,13 @@ DEFAULTS: dict[str, str] = {
     "retry_body_limit": "1048576",
     "upstream_target_header": "X-Kong-Upstream-Target",
     "access_log": "off",
+    "client_header_timeout": "60",
+    "client_body_timeout": "60",
+    "client_keepalive_timeout": "75",
+    "client_max_head_size": "32768",
+    "client_max_header_size": "8192",
+    "client_max_headers": "100",
+    "max_client_connections": "10000",
 }
 
 # Kong's level names; "notice" sits between INFO and WARNING as in nginx.
@@ -106,6 +113,13 @@ class Config:
     retry_body_limit: int
     upstream_target_header: str | None
     access_log: Path | None
+    client_header_timeout: float
+    client_body_timeout: float
+    client_keepalive_timeout: float
+    client_max_head_size: int
+    client_max_header_size: int
+    client_max_headers: int
+    max_client_connections: int
 
     @property
     def db_path(self) -> Path:
@@ -243,6 +257,13 @@ _SIMPLE: dict[str, Callable[[str, str], Any]] = {
     "upstream_keepalive_idle_timeout": lambda k, r: _parse_float(k, r, positive=True),
     "retry_body_limit": lambda k, r: _parse_int(k, r, 0),
     "upstream_target_header": _parse_header,
+    "client_header_timeout": lambda k, r: _parse_float(k, r, positive=True),
+    "client_body_timeout": lambda k, r: _parse_float(k, r, positive=True),
+    "client_keepalive_timeout": lambda k, r: _parse_float(k, r, positive=True),
+    "client_max_head_size": lambda k, r: _parse_int(k, r, 4096),
+    "client_max_header_size": lambda k, r: _parse_int(k, r, 1024),
+    "client_max_headers": lambda k, r: _parse_int(k, r, 10),
+    "max_client_connections": lambda k, r: _parse_int(k, r, 1),
 }
 
 

@@ -16,6 +16,7 @@ import uvicorn
 
 from .config import Config, Listen
 from .db.store import open_store
+from .httpd import HttpServer, Limits
 from .node import Node, NodeEnv, node_id, wipe
 from .plugin_manager import PluginManager, PluginLoadError
 from .worker import Worker
@@ -116,7 +117,7 @@ class RunningGateway:
         self.node = node
         self._own_env: NodeEnv | None = None
         self.worker: Worker | None = None
-        self._servers: list[_Server] = []
+        self._servers: list[Any] = []  # the proxy (HttpServer) and the Admin API (uvicorn)
         self._task: asyncio.Future[Any] | None = None
 
     async def start(self) -> Worker:
@@ -150,7 +151,7 @@ class RunningGateway:
                                       timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
                                       http="httptools", ws="none", proxy_headers=False, log_config=None)
         self._servers = [
-            _Server(uvicorn.Config(Proxy(worker), server_header=False, date_header=False, **common)),
+            HttpServer(Proxy(worker), client_limits(self.config), self.config.graceful_timeout),
             _Server(uvicorn.Config(create_admin_app(worker), **common)),
         ]
         self._task = asyncio.gather(self._servers[0].serve(sockets=[self.proxy_sock]),
@@ -204,6 +205,14 @@ async def _worker_main(config: Config, proxy_sock: socket.socket, admin_sock: so
     finally:
         env.close()
     log.info("worker %d stopped", os.getpid())
+
+
+def client_limits(config: Config) -> Limits:
+    """The proxy port's intake limits and timeouts from the configuration."""
+    return Limits(header_timeout=config.client_header_timeout, body_timeout=config.client_body_timeout,
+                  keepalive_timeout=config.client_keepalive_timeout, max_head_size=config.client_max_head_size,
+                  max_header_size=config.client_max_header_size, max_headers=config.client_max_headers,
+                  max_connections=config.max_client_connections)
 
 
 def _bind(listen: Listen) -> socket.socket:
