@@ -45,6 +45,8 @@ class RoutePlan:
     retry_statuses: frozenset[int] = frozenset()
     #: verify the certificates of https targets (service.tls_verify=false turns it off)
     tls_verify: bool = True
+    #: retry POST/PATCH after a timeout or a retryable status too (service.retry_non_idempotent)
+    retry_non_idempotent: bool = False
 
 
 @dataclass
@@ -148,6 +150,7 @@ def _plan(route: dict[str, Any], service: dict[str, Any] | None, chain: Chain,
         host_header=(upstream or {}).get("host_header"),
         retry_statuses=frozenset(service.get("retry_on_statuses") or ()),
         tls_verify=service.get("tls_verify") is not False,
+        retry_non_idempotent=bool(service.get("retry_non_idempotent")),
     )
 
 

@@ -22,11 +22,13 @@ LOAD_INTERVAL = 0.1
 class Stats:
     """Counters the proxy bumps (plain integers: nothing on the hot path formats)."""
 
-    __slots__ = ("total_requests", "in_flight")
+    __slots__ = ("total_requests", "in_flight", "incomplete_requests")
 
     def __init__(self) -> None:
         self.total_requests = 0
         self.in_flight = 0
+        #: requests whose body did not arrive whole (never completed upstream)
+        self.incomplete_requests = 0
 
 
 class Worker:
@@ -43,7 +45,9 @@ class Worker:
             {"version": 0, "services": [], "routes": [], "upstreams": [], "targets": [], "plugins": []},
             plugins, self.runtime)
         #: keep-alive connections to targets (and forward proxies), shared by all requests
-        self.client = UpstreamClient(keepalive_idle_timeout=config.upstream_keepalive_idle_timeout)
+        self.client = UpstreamClient(keepalive_idle_timeout=config.upstream_keepalive_idle_timeout,
+                                     max_head_size=config.client_max_head_size,
+                                     max_header_size=config.client_max_header_size)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()

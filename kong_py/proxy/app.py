@@ -6,6 +6,7 @@ Everything that can be prepared is in the snapshot's RoutePlan.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -16,6 +17,8 @@ from .access_log import access_line, log_line
 from .context import Context, Exit, Request, UpstreamRequest
 from .forward import forward
 from .headers import hop_by_hop
+from .paths import InvalidPath, normalize
+from .request_body import IncompleteRequest
 from .respond import MESSAGES, VIA, error, respond, send_message
 from .upstream_address import strip_port, upstream_path
 
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
     from ..worker import Worker
 
 log = logging.getLogger("kong_py.proxy")
+
+#: ``ctx.vars`` flag: the request carries this node's own Via mark
+LOOP = "proxy.loop"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -37,6 +43,10 @@ class Proxy:
         self.body_limit = config.retry_body_limit
         self.target_header = config.upstream_target_header
         self.access_log = worker.access_log
+        #: this node's mark in the Via header it sends upstream: seen coming back, it is a loop
+        tag = f"node {worker.node_id[:8]}"
+        self.via = f"{VIA} ({tag})"
+        self.loop_token = tag.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,21 +69,24 @@ class Proxy:
             if name == b"host":
                 host = value.decode("latin-1")
                 break
+        path, raw_path = scope["path"], scope["raw_path"]
+        if b"%" in raw_path or b"/." in raw_path or b"//" in raw_path:
+            try:
+                path, raw_path = normalize(raw_path)
+            except InvalidPath as exc:
+                return await self._early(scope, send, 400, f"Bad request: {exc}")
         header_map = _header_map(raw_headers) if snapshot.router_uses_headers else None
-        match = snapshot.router.match(scope["method"], host, scope["path"], header_map)
+        match = snapshot.router.match(scope["method"], host, path, header_map)
         if match is None:
-            await send_message(send, 404, MESSAGES[404])
-            if self.access_log is not None:
-                agent = next((v.decode("latin-1") for n, v in raw_headers if n == b"user-agent"), "-")
-                self.access_log.write(log_line(
-                    (scope.get("client") or ("-",))[0], scope["method"], scope["path"],
-                    scope["query_string"].decode("latin-1"), 404, agent, "-", 0, time.monotonic()))
-            return
+            return await self._early(scope, send, 404, MESSAGES[404])
         plan = match.value
-        ctx = self._context(scope, receive, plan, host, raw_headers, match.matched_path, match.captures)
+        ctx = self._context(scope, receive, plan, host, path, raw_path, match.matched_path, match.captures)
         chain = plan.chain
         try:
             try:
+                if ctx.vars.get(LOOP):
+                    ctx.exit(508, {"message": "Loop detected: the request came back to this gateway "
+                                              "(a service points at its own proxy)"})
                 for call in chain.access:
                     result = call.call(ctx, call.conf)
                     if call.is_async:
@@ -88,6 +101,21 @@ class Proxy:
                     await forward(self.worker, ctx, plan, receive, send, self.body_limit, self.target_header)
             else:
                 await respond(ctx, plan, send, self.target_header)
+        except IncompleteRequest as exc:
+            # the body did not arrive whole: nothing was completed upstream
+            self.worker.stats.incomplete_requests += 1
+            log.warning("%s %s from %s: the request body ended early (%s); not completed upstream",
+                        scope["method"], ctx.request.raw_path, ctx.request.client_ip, exc.reason)
+            if ctx.response is None:
+                ctx.exit_response = error(*exc.answer())
+                await respond(ctx, plan, send, self.target_header)
+        except asyncio.CancelledError:
+            # the client went away (the server cancels its request): the upstream call
+            # was cancelled with it; the log phase still runs
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            ctx.vars["client_aborted"] = True
         except Exception:
             # a failing plugin hook: Kong's 500, and the log phase still runs
             log.exception("error while handling %s %s", scope["method"], scope["path"])
@@ -104,20 +132,32 @@ class Proxy:
         if self.access_log is not None:
             self.access_log.write(access_line(ctx))
 
+    async def _early(self, scope: Scope, send: Send, status: int, message: str) -> None:
+        """An answer before any route matched (no plugin runs): 404, a path refused."""
+        await send_message(send, status, message)
+        if self.access_log is not None:
+            agent = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"user-agent"), "-")
+            self.access_log.write(log_line(
+                (scope.get("client") or ("-",))[0], scope["method"], scope["path"],
+                scope["query_string"].decode("latin-1"), status, agent, "-", 0, time.monotonic()))
+
     # -- request preparation ----------------------------------------------
-    def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str,
-                 raw_headers: list[tuple[bytes, bytes]], matched_path: str | None,
-                 captures: dict[str, str] | None) -> Context:
+    def _context(self, scope: Scope, receive: Receive, plan: "RoutePlan", host: str, path: str,
+                 raw: bytes, matched_path: str | None, captures: dict[str, str] | None) -> Context:
         client = scope.get("client") or ("", 0)
         server = scope.get("server") or ("", 0)
         query = scope["query_string"].decode("latin-1")
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        raw_path = raw.decode("latin-1")
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         drop = hop_by_hop(raw_headers)
+        loop = False
         forwarded_for = None
         kept = []
         for name, value in raw_headers:
-            if name in drop or name == b"host":
+            if name in drop or name == b"host" or name == b"expect":  # the server answered Expect
                 continue
+            if name == b"via" and self.loop_token in value:
+                loop = True
             if name == b"x-forwarded-for":
                 text = value.decode("latin-1")
                 forwarded_for = text if forwarded_for is None else f"{forwarded_for}, {text}"
@@ -127,7 +167,7 @@ class Proxy:
             kept.append((name.decode("latin-1"), value.decode("latin-1")))
         upstream_headers: CIMultiDict[str] = CIMultiDict(kept)
         scheme = scope.get("scheme", "http")
-        request = Request(scope["method"], scheme, scope["path"], raw_path, query, raw_headers,
+        request = Request(scope["method"], scheme, path, raw_path, query, raw_headers,
                           client[0], client[1], host, server[1])
         client_ip = client[0]
         upstream_headers.extend((
@@ -136,16 +176,18 @@ class Proxy:
             ("X-Forwarded-Host", strip_port(host) if host else ""),
             ("X-Forwarded-Port", str(server[1])),
             ("X-Real-IP", client_ip),
-            ("Via", VIA),
+            ("Via", self.via),
         ))
         if matched_path and plan.strip_path and not matched_path.startswith("~"):
             upstream_headers["X-Forwarded-Prefix"] = matched_path
-        path = upstream_path(plan, raw_path, scope["path"], matched_path)
-        ctx = Context(request, UpstreamRequest(scope["method"], path, query, upstream_headers),
+        target_path = upstream_path(plan, raw_path, path, matched_path)
+        ctx = Context(request, UpstreamRequest(scope["method"], target_path, query, upstream_headers),
                       plan.route, plan.service, plan.upstream, self.worker)
         ctx.receive = receive
         if captures:
             ctx.uri_captures = captures
+        if loop:
+            ctx.vars[LOOP] = True
         return ctx
 
 

@@ -120,9 +120,13 @@ class UpstreamClient:
     sweep) or when the upstream closes them.
     """
 
-    def __init__(self, keepalive_idle_timeout: float = 60, max_idle_per_origin: int = 256) -> None:
+    def __init__(self, keepalive_idle_timeout: float = 60, max_idle_per_origin: int = 256,
+                 max_head_size: int = 32768, max_header_size: int = 8192) -> None:
         self.keepalive_idle_timeout = float(keepalive_idle_timeout)
         self.max_idle_per_origin = max_idle_per_origin
+        #: a response head (or one of its lines) over these is a ProtocolError (the proxy: 502)
+        self.max_head_size = max_head_size
+        self.max_header_size = max_header_size
         self._idle: dict[tuple[Any, ...], list[_Conn]] = {}
         self._conns: set[_Conn] = set()
         self._sweeper: Optional[asyncio.TimerHandle] = None

@@ -53,7 +53,8 @@ class _Conn(asyncio.Protocol):
         "client", "key", "loop", "transport", "closed", "lost", "lost_exc", "pooled", "idle_since",
         "tunnel", "write_paused", "waiter", "drain_waiter", "active", "parser",
         "head_only", "got_bytes", "sent", "head_done", "done", "status", "reason", "headers",
-        "length", "until_eof", "keep_alive", "chunks", "buffered", "read_paused", "error",
+        "length", "until_eof", "keep_alive", "chunks", "buffered", "read_paused", "error", "head_size",
+        "raw_head",
     )
 
     def __init__(self, client: "UpstreamClient", key: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> None:
@@ -93,6 +94,9 @@ class _Conn(asyncio.Protocol):
         self.buffered = 0
         self.read_paused = False
         self.error: Optional[UpstreamError] = None
+        #: bytes of the response head so far: counted by header, and raw while it is unfinished
+        self.head_size = 0
+        self.raw_head = 0
 
     # asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,6 +127,11 @@ class _Conn(asyncio.Protocol):
                 self.keep_alive = False  # garbage after a complete response
             else:
                 self._fail(ProtocolError(f"invalid response from upstream: {exc}"))
+            return
+        if not self.head_done and self.error is None:  # all of it was head
+            self.raw_head += len(data)
+            if self.raw_head > self.client.max_head_size:
+                self._fail(ProtocolError(f"upstream sent a response head over {self.client.max_head_size} bytes"))
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.lost_exc = exc
@@ -161,11 +170,19 @@ class _Conn(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.head_done:  # trailers of a chunked body are not response headers
-            self.headers.append((name, value))
+        if self.head_done or self.error is not None:  # trailers of a chunked body are not response headers
+            return
+        size = len(name) + len(value) + 4
+        self.head_size += size
+        client = self.client
+        if size > client.max_header_size or self.head_size > client.max_head_size:
+            self._fail(ProtocolError("upstream sent a response header line over "
+                                     f"{client.max_header_size} bytes or a head over {client.max_head_size}"))
+            return
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self.head_done:
+        if self.head_done or self.error is not None:
             return
         status = self.parser.get_status_code()
         if status < 200 and status != 101:  # interim (100 Continue, 103): wait for the final one
@@ -200,6 +217,8 @@ class _Conn(asyncio.Protocol):
         _wake(self.drain_waiter)  # an early answer stops the upload
 
     def on_body(self, data: bytes) -> None:
+        if self.error is not None:
+            return
         if self.done:
             self.keep_alive = False  # bytes after a body-less response
             return

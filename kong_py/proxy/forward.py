@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 from ..balancer.upstream import NO_PEER
 from .client import ConnectTimeout, UpstreamError, UpstreamResponse
 from .context import Context, Exit, TryOutcome
-from .request_body import has_body, read_limited, replay
+from .request_body import IncompleteRequest, has_body, read_limited, replay
 from .respond import MESSAGES, error, relay, respond
 from .upstream_address import host_header
 
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("kong_py.proxy")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: methods a retry may send again after the target received them (RFC 9110 §9.2.2)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: statuses that say the request was not processed: any method may go to another target
+NOT_PROCESSED = frozenset({429, 503})
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -125,8 +130,8 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             runtime.in_flight -= 1
             notify(target)
             balancer.release(ctx, target)
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                if held is not None:
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit, IncompleteRequest)):
+                if held is not None:  # the client left, or its body broke off: the request ends here
                     held[0].close()
                 raise
             failure = _classify(exc)
@@ -136,8 +141,8 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             if chain.try_outcome:  # a connect timeout is a timeout for health checking too
                 kind = "timeout" if failure.status == 504 else failure.kind
                 _report(ctx, chain, TryOutcome(target, None, kind, latency))
-            if failure.kind == "read" or len(tried) >= max_tries:
-                break  # a request that may have been processed is never replayed
+            if len(tried) >= max_tries or not (failure.kind == "connect" or replayable(ctx, plan, target)):
+                break  # a request the target may have processed is replayed only when that is safe
             target = balancer.pick(ctx, tried)
             continue
         ttfb = ctx.upstream_ttfb = time.monotonic() - started
@@ -150,7 +155,8 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             _report(ctx, chain, TryOutcome(target, status, None, ttfb))
         if status == 429:
             _cool_down(worker, target, response.headers.get("Retry-After"))
-        if status in plan.retry_statuses and len(tried) < max_tries:
+        if status in plan.retry_statuses and len(tried) < max_tries and (
+                status in NOT_PROCESSED or replayable(ctx, plan, target)):
             following = balancer.pick(ctx, tried)
             if following is not None and following not in tried:
                 # try another target, keeping this answer in case every other try fails
@@ -184,6 +190,14 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
         ctx.target = None
         ctx.exit_response = error(503, ctx.get(NO_PEER) or MESSAGES[503])
     await respond(ctx, plan, send, target_header)
+
+
+def replayable(ctx: Context, plan: "RoutePlan", target: "TargetInfo") -> bool:
+    """Whether a request the target may have processed can be sent again (nginx's
+    ``proxy_next_upstream`` rule): idempotent methods, AI provider requests
+    (completions and embeddings change nothing; they only cost), or any method
+    when the service says ``retry_non_idempotent``."""
+    return ctx.request.method in IDEMPOTENT or plan.retry_non_idempotent or target.provider is not None
 
 
 async def _deliver(ctx: Context, plan: "RoutePlan", response: UpstreamResponse, target: "TargetInfo",

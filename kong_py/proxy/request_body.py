@@ -1,10 +1,35 @@
 """Reading the client's request body: buffered for retries up to a limit,
-streamed beyond it."""
+streamed beyond it, and never taken for whole when it did not arrive whole."""
 from __future__ import annotations
 
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: what the client is told when its body did not arrive whole, by the server's reason
+_ANSWERS = {
+    "malformed": (400, "Bad request: the request body is malformed"),
+    "timeout": (408, "Request timeout: the request body stopped arriving"),
+    "closed": (400, "Bad request: the request body is incomplete"),
+}
+
+
+class IncompleteRequest(Exception):
+    """The client's body ended before its end: it closed the connection ("closed"),
+    sent malformed chunked framing ("malformed") or stopped sending ("timeout").
+
+    Raised while the body is read, so nothing is ever sent upstream as if the
+    body were complete; a body being streamed upstream aborts that request.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def answer(self) -> tuple[int, str]:
+        """The status and message for the client (who may be gone already)."""
+        return _ANSWERS.get(self.reason, _ANSWERS["closed"])
+
 
 def has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in raw_headers:
@@ -13,16 +38,19 @@ def has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+def _incomplete(message: dict[str, Any]) -> IncompleteRequest:
+    return IncompleteRequest(message.get("reason") or "closed")
+
+
 async def read_all(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _incomplete(message)
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
@@ -32,7 +60,7 @@ async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), True
+            raise _incomplete(message)
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
@@ -48,7 +76,7 @@ async def replay(prefix: bytes, receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return
+            raise _incomplete(message)
         if message.get("body"):
             yield message["body"]
         if not message.get("more_body"):

@@ -43,6 +43,8 @@ class Service(Schema):
     retries: Annotated[int, between(0, 32767)] = 5
     #: upstream answers that are retried on another target while nothing was sent to the client
     retry_on_statuses: StatusList = Field(default_factory=lambda: [429, 502, 503, 504])
+    #: also replay POST and PATCH after a timeout, a reset or a 502/504 (they may have been processed)
+    retry_non_idempotent: bool = False
     connect_timeout: Timeout = 60000
     write_timeout: Timeout = 60000
     read_timeout: Timeout = 60000
