@@ -43,6 +43,8 @@ App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 SERVER = f"kong_py/{__version__}".encode()
 #: request body buffered per connection before reading from the socket pauses
 READ_HIGH_WATER = 64 * 1024
+#: seconds a connection stays open after an error answer, reading what the client still sends
+LINGER = 2.0
 STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
 # phases of a connection, each with its own timeout
@@ -235,6 +237,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.closing = False
+        #: an error answer was sent: what the client still sends is dropped until it closes
+        self.lingering = False
         self.read_paused = False
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -275,8 +279,9 @@ class HttpProtocol(asyncio.Protocol):
         for cycle in (self.cycle, *self.pending):
             if cycle is not None and not cycle.finished:
                 cycle.disconnected = True
-                cycle.wake()
-                if cycle.task is not None and not cycle.task.done():
+                if cycle.waiter is not None and not cycle.complete:
+                    cycle.wake()  # it reads the body: it learns the body is incomplete
+                elif cycle.task is not None and not cycle.task.done():
                     cycle.task.cancel()  # the client left: stop its upstream call
         self.pending.clear()
         if self._drain is not None and not self._drain.done():
@@ -300,7 +305,7 @@ class HttpProtocol(asyncio.Protocol):
             await self._drain
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.lingering:
             return
         try:
             self.parser.feed_data(data)
@@ -449,6 +454,8 @@ class HttpProtocol(asyncio.Protocol):
     def check(self, now: float) -> None:
         if self.closing or now < self.deadline:
             return
+        if self.lingering:
+            return self.close()
         phase = self.phase
         if phase == IDLE:
             if self.started_head:
@@ -501,8 +508,13 @@ class HttpProtocol(asyncio.Protocol):
             self.data_received(rest)
 
     def error(self, status: int, message: str) -> None:
-        """Answer with Kong's JSON error body and close the connection."""
-        if self.closing:
+        """Answer with Kong's JSON error body and close the connection.
+
+        The close lingers (as nginx's): the write side is shut, and what the
+        client still sends is read and dropped for up to ``LINGER`` seconds, so
+        a client in the middle of sending gets the answer instead of a reset.
+        """
+        if self.closing or self.lingering:
             return
         self.server.refused_requests += 1
         body = orjson.dumps({"message": message})
@@ -510,7 +522,13 @@ class HttpProtocol(asyncio.Protocol):
             STATUS_LINES.get(status, b"HTTP/1.1 400 Bad Request\r\n"), b"server: ", SERVER,
             b"\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ",
             str(len(body)).encode(), b"\r\nconnection: close\r\n\r\n", body)))
-        self.close()
+        self.lingering = True
+        self.in_head = False
+        self.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.phase = BUSY
+        self.deadline = self.server.now + LINGER
 
     def close(self) -> None:
         if not self.closing:
