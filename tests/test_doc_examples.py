@@ -111,7 +111,7 @@ def parse_markdown(text: str) -> tuple[list[Block], dict[str, str]]:
         start = i + 1
         while i < len(lines) and not close.match(lines[i]):
             text = lines[i]
-            body.append(text[indent:] if text[:indent].isspace() else text.lstrip())
+            body.append(text[indent:] if not text[:indent].strip() else text.lstrip())
             i += 1
         skip = SKIP_MARK.match(last_text)
         blocks.append(Block(start, body, info, (skip[1] or "marked skip") if skip else None))
@@ -135,9 +135,14 @@ class Ports:
     admin: int
     helpers: dict[str, int] = field(default_factory=dict)
 
+    def helper(self, number: str) -> int:
+        if number not in self.helpers:
+            self.helpers[number] = unique_free_port()
+        return self.helpers[number]
+
     def rewrite(self, line: str, tmp: str) -> str:
         line = GATEWAY_PORT.sub(lambda m: f"{m[1]}:{self.proxy if m[2] == '8000' else self.admin}", line)
-        line = HELPER_PORT.sub(lambda m: str(self.helpers.setdefault(m[0], unique_free_port())), line)
+        line = HELPER_PORT.sub(lambda m: str(self.helper(m[0])), line)
         return line.replace("/tmp/", tmp.rstrip("/") + "/")
 
 
@@ -454,7 +459,6 @@ class Session:
             GATEWAY_PREFIX=str(work / "servroot"),
             GATEWAY_PROXY_LISTEN=f"127.0.0.1:{ports.proxy}",
             GATEWAY_ADMIN_LISTEN=f"127.0.0.1:{ports.admin}",
-            GATEWAY_LOG_LEVEL="info",
             DOC_TEST_WORK=str(work), DOC_TEST_CWD=str(work / "cwd"),
             DOC_TEST_CALLS=str(work / "calls.jsonl"), DOC_TEST_ERRORS=str(work / "errors.tsv"),
             DOC_TEST_DONE=str(work / "done"), DOC_TEST_REAL_CURL=REAL_CURL or "curl",
@@ -599,14 +603,29 @@ REAL_CURL = shutil.which("curl")
 SELF_TEST = "self-test.md"
 
 
+def _selected(request: pytest.FixtureRequest) -> set[str]:
+    """The documents whose tests this run will call (all of them, unless -k chose a few)."""
+    docs: set[str] = set()
+    for item in request.session.items:
+        if getattr(item, "module", None) is sys.modules[__name__]:
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and "doc" in callspec.params:
+                docs.add(callspec.params["doc"])
+            elif item.name == "test_runner_catches_broken_examples":
+                docs.add(SELF_TEST)
+    return docs
+
+
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory: pytest.TempPathFactory):
-    """Every document's session, all started at once (they take as long as the slowest)."""
+def sessions(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Every selected document's session, all started at once (they take as long as the slowest)."""
     if REAL_CURL is None or shutil.which("bash") is None:
         pytest.skip("the documentation examples need bash and curl")
     netns = network_namespace_available()
-    texts = {doc: (REPO / doc).read_text() for doc in DOCUMENTS}
-    texts[SELF_TEST] = SELF_TEST_DOC
+    wanted = _selected(request)
+    texts = {doc: (REPO / doc).read_text() for doc in DOCUMENTS if doc in wanted}
+    if SELF_TEST in wanted:
+        texts[SELF_TEST] = SELF_TEST_DOC
     started: dict[str, Session | None] = {}
     try:
         for doc, text in texts.items():
@@ -701,6 +720,7 @@ def test_runner_rules_extraction() -> None:
                                                       ("bash", True), ("sh", True)]
     assert blocks[2].skip == "(shown, not run)"
     assert blocks[4].lines[0] == "kill %1"  # indented fence: indentation removed
+    assert parse_markdown("```bash\nfor i in 1; do\n  echo $i\ndone\n```\n")[0][0].lines[1] == "  echo $i"
     ports = Ports(18000, 18001)
     script = build_script("x.md", blocks, ports, "/private")
     assert "never-run" not in script.text
