@@ -69,3 +69,45 @@ def test_plugin_docs_name_the_handler_attributes():
     for attribute in ("name", "PRIORITY", "VERSION", "Config", "ALWAYS_ON"):
         assert f"`{attribute}`" in text, f"docs/plugins.md does not document `{attribute}`"
     assert 'entry-points."kong_py.plugins"' in text
+
+
+README = DOCS.parent / "README.md"
+PLACEHOLDER = re.compile(r"\{[^}]*\}")
+
+
+def readme_admin_endpoints() -> set[str]:
+    """The paths of the table under README's "The Admin API", placeholders as ``{}``.
+
+    ``.../unhealthy`` after ``/upstreams/{u}/targets/{t}/healthy`` in a cell stands for the
+    same path with its last segment replaced."""
+    section = README.read_text().split("\n## The Admin API\n", 1)[1]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break  # the end of the first table
+    paths: set[str] = set()
+    for row in rows:
+        previous = None
+        for code in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            if code.startswith(".../") and previous:
+                code = previous.rsplit("/", 1)[0] + code[3:]
+            if code.startswith("/"):
+                previous = code
+                paths.add(PLACEHOLDER.sub("{}", code))
+    return paths
+
+
+async def test_readme_lists_every_admin_endpoint(gateway) -> None:
+    """Every path the Admin API serves (the core's and the bundled plugins') has a row in the
+    README's endpoint table, and the table names no path that does not exist."""
+    from kong_py.admin.app import create_admin_app
+
+    served = {PLACEHOLDER.sub("{}", route.path) for route in create_admin_app(gateway.worker).routes}
+    documented = readme_admin_endpoints()
+    assert "/upstreams/{}/targets/{}/drain" in served and "/upstreams/{}/health" in served
+    missing = sorted(served - documented)
+    assert not missing, f"README.md's Admin API table does not list: {missing}"
+    unknown = sorted(documented - served)
+    assert not unknown, f"README.md's Admin API table lists paths that are not served: {unknown}"
