@@ -219,10 +219,10 @@ class Cycle:
                 self.proto.close()
         else:
             if not self.finished and not self.disconnected:
-                log.error("%s %s: the response was not completed", self.scope["method"], self.scope["path"])
                 if not self.started:
+                    log.error("%s %s: no response was sent", self.scope["method"], self.scope["path"])
                     self.proto.error(500, "An unexpected error occurred")
-                else:
+                else:  # left unfinished on purpose (the upstream broke off): the client must see it cut
                     self.proto.close()
 
 

@@ -188,7 +188,10 @@ class Checker:
         settings = self.settings.get(target_id)
         state = runtime.get(target_id)
         state.trial_limit = (settings.recovery.half_open_requests if settings else 1) if h.circuit == HALF_OPEN else 0
-        changed = runtime.set_healthy(target_id, h.available, since=h.changed_clock or None)
+        # a half-open target takes its trial at full weight (its cap limits it); the ramp
+        # of slow start begins when the circuit closes
+        since = 0.0 if h.circuit == HALF_OPEN else (h.changed_clock or None)
+        changed = runtime.set_healthy(target_id, h.available, since=since)
         if not changed and h.health == HEALTHY and old is not None and old.health != HEALTHY:
             runtime.ramp_from(target_id, h.changed_clock)  # half-open -> closed: now fully back
         if h.circuit == OPEN and h.open_until:
