@@ -64,9 +64,9 @@ def _remove_pid_file(config: Config, pid: int) -> None:
         config.pid_path.unlink(missing_ok=True)
 
 
-def _url(listen: Listen, path: str) -> str:
+def _url(listen: Listen, path: str, scheme: str = "http") -> str:
     host = listen.connect_host
-    return f"http://{'[' + host + ']' if ':' in host else host}:{listen.port}{path}"
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{listen.port}{path}"
 
 
 def _port_open(listen: Listen) -> bool:
@@ -78,11 +78,27 @@ def _port_open(listen: Listen) -> bool:
     return True
 
 
-def _probe(listen: Listen, path: str, timeout: float) -> tuple[int | None, str]:
-    """GET ``path`` on ``listen``: (status or None, human-readable outcome)."""
-    conn = http.client.HTTPConnection(listen.connect_host, listen.port, timeout=timeout)
+def _probe(listen: Listen, path: str, timeout: float, admin: Config | None = None) -> tuple[int | None, str]:
+    """GET ``path`` on ``listen``: (status or None, human-readable outcome).
+
+    With ``admin``, the Admin API's settings apply: TLS and the token, when set.
+    """
+    headers = {"User-Agent": "kong_py-health"}
+    conn: http.client.HTTPConnection
+    if admin is not None and admin.admin_tls:
+        from kong_py.admin.protect import client_tls_context  # lazy: ssl set-up only when needed
+
+        try:
+            context = client_tls_context(admin)
+        except (OSError, ValueError) as exc:
+            return None, f"cannot use admin_ssl_cert ({exc})"
+        conn = http.client.HTTPSConnection(listen.connect_host, listen.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(listen.connect_host, listen.port, timeout=timeout)
+    if admin is not None and admin.admin_token is not None:
+        headers["Kong-Admin-Token"] = admin.admin_token
     try:
-        conn.request("GET", path, headers={"User-Agent": "kong_py-health"})
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         resp.read()
         return resp.status, f"{resp.status} {resp.reason}"
@@ -94,10 +110,11 @@ def _probe(listen: Listen, path: str, timeout: float) -> tuple[int | None, str]:
 
 def _health(config: Config, timeout: float = 2.0, quiet: bool = False) -> bool:
     """Admin ``/status`` must return 200; the proxy may answer with any status."""
-    admin_status, admin_msg = _probe(config.admin_listen, "/status", timeout)
+    admin_status, admin_msg = _probe(config.admin_listen, "/status", timeout, admin=config)
     proxy_status, proxy_msg = _probe(config.proxy_listen, "/", timeout)
     if not quiet:
-        print(f"admin: {_url(config.admin_listen, '/status')} -> {admin_msg}")
+        scheme = "https" if config.admin_tls else "http"
+        print(f"admin: {_url(config.admin_listen, '/status', scheme)} -> {admin_msg}")
         print(f"proxy: {_url(config.proxy_listen, '/')} -> {proxy_msg}")
     return admin_status == 200 and proxy_status is not None
 
