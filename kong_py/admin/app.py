@@ -57,7 +57,7 @@ def kong_errors(fn: Endpoint) -> Endpoint:
 class AdminApi:
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
-        self.dao = Dao(worker.store, worker.plugins)
+        self.dao = Dao(worker.store, worker.plugins, worker.address_policy)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await run_in_threadpool(fn, *args)
