@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import ssl
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 from urllib.parse import urlsplit
 
 import orjson
@@ -164,7 +164,7 @@ class HostRules:
         return name in self.names or (self.wildcard and _is_ip_literal(name))
 
 
-def _answer(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple[Message, Message]:
+def _answer(status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> tuple[Message, Message]:
     body = orjson.dumps({"message": message})
     headers = [(b"content-type", b"application/json; charset=utf-8"),
                (b"content-length", str(len(body)).encode()), *extra]
