@@ -58,15 +58,29 @@ def _running_pid(config: Config) -> int | None:
     return pid if pid is not None and _pid_alive(pid) else None
 
 
+def _cmdline(pid: int) -> list[str] | None:
+    """The arguments ``pid`` runs with, or None when the system does not tell (no /proc)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc here, or the process just ended
+        return None
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+def _is_gateway(args: list[str]) -> bool:
+    """``python -m kong_py.cli start`` (bin/gateway, a daemon) or the ``gateway`` console script."""
+    return "kong_py.cli" in args or any(Path(arg).name == "gateway" for arg in args[:2])
+
+
 def _remove_pid_file(config: Config, pid: int) -> None:
     """Remove the pid file only if it still names ``pid`` (never someone else's)."""
     if _read_pid(config.pid_path) == pid:
         config.pid_path.unlink(missing_ok=True)
 
 
-def _url(listen: Listen, path: str) -> str:
+def _url(listen: Listen, path: str, scheme: str = "http") -> str:
     host = listen.connect_host
-    return f"http://{'[' + host + ']' if ':' in host else host}:{listen.port}{path}"
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{listen.port}{path}"
 
 
 def _port_open(listen: Listen) -> bool:
@@ -78,11 +92,27 @@ def _port_open(listen: Listen) -> bool:
     return True
 
 
-def _probe(listen: Listen, path: str, timeout: float) -> tuple[int | None, str]:
-    """GET ``path`` on ``listen``: (status or None, human-readable outcome)."""
-    conn = http.client.HTTPConnection(listen.connect_host, listen.port, timeout=timeout)
+def _probe(listen: Listen, path: str, timeout: float, admin: Config | None = None) -> tuple[int | None, str]:
+    """GET ``path`` on ``listen``: (status or None, human-readable outcome).
+
+    With ``admin``, the Admin API's settings apply: TLS and the token, when set.
+    """
+    headers = {"User-Agent": "kong_py-health"}
+    conn: http.client.HTTPConnection
+    if admin is not None and admin.admin_tls:
+        from kong_py.admin.protect import client_tls_context  # lazy: ssl set-up only when needed
+
+        try:
+            context = client_tls_context(admin)
+        except (OSError, ValueError) as exc:
+            return None, f"cannot use admin_ssl_cert ({exc})"
+        conn = http.client.HTTPSConnection(listen.connect_host, listen.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(listen.connect_host, listen.port, timeout=timeout)
+    if admin is not None and admin.admin_token is not None:
+        headers["Kong-Admin-Token"] = admin.admin_token
     try:
-        conn.request("GET", path, headers={"User-Agent": "kong_py-health"})
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         resp.read()
         return resp.status, f"{resp.status} {resp.reason}"
@@ -94,10 +124,11 @@ def _probe(listen: Listen, path: str, timeout: float) -> tuple[int | None, str]:
 
 def _health(config: Config, timeout: float = 2.0, quiet: bool = False) -> bool:
     """Admin ``/status`` must return 200; the proxy may answer with any status."""
-    admin_status, admin_msg = _probe(config.admin_listen, "/status", timeout)
+    admin_status, admin_msg = _probe(config.admin_listen, "/status", timeout, admin=config)
     proxy_status, proxy_msg = _probe(config.proxy_listen, "/", timeout)
     if not quiet:
-        print(f"admin: {_url(config.admin_listen, '/status')} -> {admin_msg}")
+        scheme = "https" if config.admin_tls else "http"
+        print(f"admin: {_url(config.admin_listen, '/status', scheme)} -> {admin_msg}")
         print(f"proxy: {_url(config.proxy_listen, '/')} -> {proxy_msg}")
     return admin_status == 200 and proxy_status is not None
 
@@ -122,7 +153,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     from kong_py.server import serve  # lazy: keeps other commands independent of it
 
-    config.log_dir.mkdir(parents=True, exist_ok=True)
+    config.create_prefix()
+    config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.pid_path.write_text(f"{os.getpid()}\n")
     try:
         serve(config)
@@ -137,7 +169,8 @@ def _start_daemon(config: Config, conf_file: str | None) -> int:
         listen: Listen = getattr(config, name)
         if _port_open(listen):
             raise UserError(f"{name} {listen} is already in use by another server")
-    config.log_dir.mkdir(parents=True, exist_ok=True)
+    config.create_prefix()
+    config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     error_log = config.log_dir / "error.log"
     # Pass every parsed setting explicitly so the child cannot resolve them differently
     # (e.g. a relative prefix) from what was validated here.
@@ -183,6 +216,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if not _pid_alive(pid):
         config.pid_path.unlink(missing_ok=True)
         raise UserError(f"gateway is not running (removed stale pid file {config.pid_path})")
+    args_of_pid = _cmdline(pid)
+    if args_of_pid is not None and not _is_gateway(args_of_pid):
+        shown = " ".join(args_of_pid)[:80] or "unknown"
+        raise UserError(f"pid {pid} in {config.pid_path} is not a gateway (it runs {shown!r}); not stopping it "
+                        "(remove the pid file if no gateway is running)")
     timeout = args.timeout if args.timeout is not None else config.graceful_timeout + 5
     try:
         os.kill(pid, signal.SIGTERM)
@@ -203,8 +241,17 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """What ``start`` checks before it binds: the settings, the plugin list, the admin TLS files."""
     path = args.file or args.conf
-    load_config(path)
+    config = load_config(path)
+    from kong_py.admin.protect import check_admin_tls  # lazy: only check needs them
+    from kong_py.plugin_manager import PluginLoadError, PluginManager
+
+    try:
+        PluginManager(config.plugins)
+    except PluginLoadError as exc:
+        raise UserError(str(exc)) from None
+    check_admin_tls(config)
     print(f"configuration at {path or '(built-in defaults)'} is valid")
     return 0
 

@@ -7,12 +7,14 @@ so every other component receives a fully validated ``Config``.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import math
 import os
 import re
-from dataclasses import dataclass, fields
+import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -43,6 +45,12 @@ DEFAULTS: dict[str, str] = {
     "client_max_header_size": "8192",
     "client_max_headers": "100",
     "max_client_connections": "10000",
+    "admin_allowed_hosts": "off",
+    "admin_token": "off",
+    "admin_ssl_cert": "off",
+    "admin_ssl_cert_key": "off",
+    "admin_client_max_body_size": "10485760",
+    "upstream_deny_addresses": "admin_listen,169.254.0.0/16,fe80::/10",
 }
 
 # Kong's level names; "notice" sits between INFO and WARNING as in nginx.
@@ -120,6 +128,25 @@ class Config:
     client_max_header_size: int
     client_max_headers: int
     max_client_connections: int
+    #: more names the Admin API answers to (``Host``/``Origin``); ``*`` turns the check off
+    admin_allowed_hosts: tuple[str, ...]
+    #: the Admin API's bearer token (None: no authentication); kept out of repr()
+    admin_token: str | None = field(repr=False)
+    admin_ssl_cert: Path | None
+    admin_ssl_cert_key: Path | None
+    admin_client_max_body_size: int
+    #: "admin_listen" and CIDR ranges that services and targets may not point at
+    upstream_deny_addresses: tuple[str, ...]
+
+    @property
+    def admin_tls(self) -> bool:
+        """Whether the Admin API serves HTTPS."""
+        return self.admin_ssl_cert is not None
+
+    def create_prefix(self) -> Path:
+        """Create the prefix (0700: it holds credentials and the node's state) if missing."""
+        self.prefix.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.prefix
 
     @property
     def db_path(self) -> Path:
@@ -244,6 +271,65 @@ def _parse_nonempty(key: str, raw: str) -> str:
     return raw
 
 
+_ALLOWED_HOST_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?")
+_TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _parse_allowed_hosts(key: str, raw: str) -> tuple[str, ...]:
+    """Names (``host`` or ``host:port``, IPv6 in brackets) or ``*``, lower-cased."""
+    if raw.lower() == "off":
+        return ()
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise _invalid(key, "'off', '*' or comma-separated host[:port] names", raw)
+    for name in names:
+        if name == "*":
+            continue
+        m = _ALLOWED_HOST_RE.fullmatch(name)
+        port = m and (m.group(2) or m.group(4))
+        ok = m is not None and (not port or 1 <= int(port) <= 65535)
+        if ok and m.group(1) is not None:
+            try:
+                ipaddress.IPv6Address(m.group(1))
+            except ValueError:
+                ok = False
+        elif ok and not _HOSTNAME_RE.match(m.group(3)):
+            ok = False
+        if not ok:
+            raise _invalid(key, "'off', '*' or comma-separated host[:port] names", name)
+    return tuple(dict.fromkeys(names))
+
+
+def _parse_token(key: str, raw: str) -> str | None:
+    """The value is a secret: the error message never shows it."""
+    if raw.lower() == "off":
+        return None
+    if len(raw) < 16 or not _TOKEN_RE.match(raw):
+        raise ConfigError(f"invalid value for {key!r}: expected 'off' or at least 16 printable "
+                          "ASCII characters without spaces (value not shown)", key)
+    return raw
+
+
+def _parse_deny(key: str, raw: str) -> tuple[str, ...]:
+    """``admin_listen`` and CIDR ranges (a bare address is a /32 or /128), normalised."""
+    if raw.lower() == "off":
+        return ()
+    out: list[str] = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        if item.lower() == "admin_listen":
+            out.append("admin_listen")
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise _invalid(key, "'off', or comma-separated 'admin_listen' and CIDR ranges", item) from None
+    if not out:
+        raise _invalid(key, "'off', or comma-separated 'admin_listen' and CIDR ranges", raw)
+    return tuple(dict.fromkeys(out))
+
+
 _SIMPLE: dict[str, Callable[[str, str], Any]] = {
     "proxy_listen": _parse_listen,
     "admin_listen": _parse_listen,
@@ -264,6 +350,10 @@ _SIMPLE: dict[str, Callable[[str, str], Any]] = {
     "client_max_header_size": lambda k, r: _parse_int(k, r, 1024),
     "client_max_headers": lambda k, r: _parse_int(k, r, 10),
     "max_client_connections": lambda k, r: _parse_int(k, r, 1),
+    "admin_allowed_hosts": _parse_allowed_hosts,
+    "admin_token": _parse_token,
+    "admin_client_max_body_size": lambda k, r: _parse_int(k, r, 1),
+    "upstream_deny_addresses": _parse_deny,
 }
 
 
@@ -342,6 +432,7 @@ def load_config(
         value = environ.get(ENV_PREFIX + key.upper())
         if value is not None:
             raw[key] = value.strip()
+    _warn_unknown_env(environ)
     for key, value in overrides.items():
         raw[key] = _override_to_str(key, value)
 
@@ -351,6 +442,12 @@ def load_config(
     parsed["access_log"] = (
         None if access_log.lower() == "off" else _parse_path("access_log", access_log, prefix)
     )
+    for key in ("admin_ssl_cert", "admin_ssl_cert_key"):
+        parsed[key] = None if raw[key].lower() == "off" else _parse_path(key, raw[key], Path.cwd())
+    if (parsed["admin_ssl_cert"] is None) != (parsed["admin_ssl_cert_key"] is None):
+        missing = "admin_ssl_cert_key" if parsed["admin_ssl_cert_key"] is None else "admin_ssl_cert"
+        raise ConfigError(f"invalid value for {missing!r}: admin_ssl_cert and admin_ssl_cert_key "
+                          "are set together", missing)
     if parsed["proxy_listen"].overlaps(parsed["admin_listen"]):
         raise ConfigError(
             f"invalid value for 'admin_listen': {raw['admin_listen']!r} "
@@ -358,3 +455,14 @@ def load_config(
             "admin_listen",
         )
     return Config(**parsed)
+
+
+def _warn_unknown_env(environ: Mapping[str, str]) -> None:
+    """A misspelt ``GATEWAY_*`` variable would be ignored silently: say so, one line each."""
+    known = {ENV_PREFIX + key.upper() for key in DEFAULTS}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"warning: ignoring unknown environment variable {name}{hint}", file=sys.stderr)

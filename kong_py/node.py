@@ -64,7 +64,7 @@ class NodeEnv:
         os.chmod(self.path, 0o700)
         self.env = lmdb.open(str(self.path), map_size=MAP_SIZE, max_dbs=64, subdir=True,
                              sync=False, metasync=False, writemap=True, readahead=False,
-                             meminit=False, max_readers=512)
+                             meminit=False, max_readers=512, mode=0o600)
         self.env.reader_check()  # reader slots left by processes that died
         self._dbs: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import uvicorn
 
-from .config import Config, Listen
+from .admin.protect import check_admin_tls
+from .config import Config, ConfigError, Listen
 from .db.store import open_store
 from .httpd import HttpServer, Limits
 from .node import Node, NodeEnv, node_id, wipe
@@ -40,7 +41,8 @@ def serve(config: Config) -> None:
     store.close()
     try:
         PluginManager(config.plugins)  # fail before binding when a plugin is missing
-    except PluginLoadError as exc:
+        check_admin_tls(config)
+    except (PluginLoadError, ConfigError) as exc:
         raise SystemExit(f"Error: {exc}") from None
     proxy_sock = _bind(config.proxy_listen)
     admin_sock = _bind(config.admin_listen)
@@ -150,9 +152,13 @@ class RunningGateway:
         common: dict[str, Any] = dict(lifespan="off", log_level=quiet, access_log=False,
                                       timeout_graceful_shutdown=self.config.graceful_timeout, loop="none",
                                       http="httptools", ws="none", proxy_headers=False, log_config=None)
+        admin_tls: dict[str, Any] = {}
+        if self.config.admin_tls:  # uvicorn builds the TLS context from the files
+            admin_tls = dict(ssl_certfile=str(self.config.admin_ssl_cert),
+                             ssl_keyfile=str(self.config.admin_ssl_cert_key))
         self._servers = [
             HttpServer(Proxy(worker), client_limits(self.config), self.config.graceful_timeout),
-            _Server(uvicorn.Config(create_admin_app(worker), **common)),
+            _Server(uvicorn.Config(create_admin_app(worker), **common, **admin_tls)),
         ]
         self._task = asyncio.gather(self._servers[0].serve(sockets=[self.proxy_sock]),
                                     self._servers[1].serve(sockets=[self.admin_sock]))

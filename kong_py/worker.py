@@ -11,6 +11,7 @@ from .config import Config
 from .db.store import Store
 from .node import FOLLOW_INTERVAL, Node, node_id
 from .plugin_manager import PluginManager
+from .proxy.address_policy import AddressPolicy
 from .proxy.client import UpstreamClient
 from .snapshot import Snapshot, build_snapshot
 
@@ -44,10 +45,13 @@ class Worker:
         self.snapshot: Snapshot = build_snapshot(
             {"version": 0, "services": [], "routes": [], "upstreams": [], "targets": [], "plugins": []},
             plugins, self.runtime)
+        #: what services and targets may not point at (upstream_deny_addresses); None: anything
+        self.address_policy = AddressPolicy.from_config(config)
         #: keep-alive connections to targets (and forward proxies), shared by all requests
         self.client = UpstreamClient(keepalive_idle_timeout=config.upstream_keepalive_idle_timeout,
                                      max_head_size=config.client_max_head_size,
-                                     max_header_size=config.client_max_header_size)
+                                     max_header_size=config.client_max_header_size,
+                                     address_policy=self.address_policy)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()

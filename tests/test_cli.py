@@ -159,3 +159,49 @@ def test_start_health_stop(env: dict[str, str], tmp_path: Path) -> None:
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+def test_stop_refuses_a_pid_that_is_not_a_gateway(env: dict[str, str], tmp_path: Path) -> None:
+    """A stale pid file whose pid was reused by another program: that program lives on."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_file = Path(env["GATEWAY_PREFIX"]) / "gateway.pid"
+        pid_file.parent.mkdir(parents=True)
+        pid_file.write_text(f"{other.pid}\n")
+        r = gateway("stop", env=env, cwd=tmp_path)
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"Error: pid {other.pid} in {pid_file} is not a gateway")
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert other.poll() is None  # not signalled
+        assert pid_file.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_check_loads_the_plugin_list_as_start_does(env: dict[str, str], tmp_path: Path) -> None:
+    env["GATEWAY_PLUGINS"] = "bundled,not-installed"
+    check = gateway("check", env=env, cwd=tmp_path)
+    assert check.returncode == 1
+    assert check.stderr == "Error: plugin 'not-installed' is enabled but not installed\n"
+    start = gateway("start", env=env, cwd=tmp_path, timeout=60)
+    assert start.returncode == 1
+    assert start.stderr.strip().splitlines()[-1] == check.stderr.strip()
+
+
+def test_check_loads_the_admin_certificate(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    env["GATEWAY_ADMIN_SSL_CERT"] = str(tmp_path / "bad.pem")
+    env["GATEWAY_ADMIN_SSL_CERT_KEY"] = str(tmp_path / "missing.key")
+    r = gateway("check", env=env, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: invalid value for 'admin_ssl_cert': cannot load")
+    assert r.stderr.count("\n") == 1
+
+
+def test_a_misspelt_environment_variable_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    env["GATEWAY_ADMIN_LISTN"] = "127.0.0.1:1"
+    r = gateway("check", env=env, cwd=tmp_path)
+    assert r.returncode == 0
+    assert r.stderr == ("warning: ignoring unknown environment variable GATEWAY_ADMIN_LISTN "
+                        "(did you mean GATEWAY_ADMIN_LISTEN?)\n")

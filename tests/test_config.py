@@ -218,3 +218,48 @@ def test_syntax_errors(tmp_path: Path, line: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration file"):
         load_config(tmp_path / "absent.conf", env={})
+
+
+def test_unknown_environment_variables_are_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    c = load_config(env={"GATEWAY_WROKERS": "4", "GATEWAY_ADMN_LISTEN": "127.0.0.1:1", "GATEWAY_ZZZ": "1",
+                         "GATEWAY_WORKERS": "2", "OTHER_WROKERS": "9"})
+    assert c.workers == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: ignoring unknown environment variable GATEWAY_ADMN_LISTEN (did you mean GATEWAY_ADMIN_LISTEN?)",
+        "warning: ignoring unknown environment variable GATEWAY_WROKERS (did you mean GATEWAY_WORKERS?)",
+        "warning: ignoring unknown environment variable GATEWAY_ZZZ",
+    ]
+    load_config(env={"GATEWAY_WORKERS": "2"})
+    assert capsys.readouterr().err == ""
+
+
+def test_admin_protection_settings(tmp_path: Path) -> None:
+    c = load_config(env={}, admin_allowed_hosts="Admin.Example.com, [::1]:9000,*", admin_token="t" * 16,
+                    admin_ssl_cert="c.pem", admin_ssl_cert_key=str(tmp_path / "k.pem"),
+                    admin_client_max_body_size=1024, upstream_deny_addresses="admin_listen, 10.0.0.1 ,fe80::/10")
+    assert c.admin_allowed_hosts == ("admin.example.com", "[::1]:9000", "*")
+    assert c.admin_token == "t" * 16 and "t" * 16 not in repr(c)
+    assert c.admin_ssl_cert == Path.cwd() / "c.pem" and c.admin_ssl_cert_key == tmp_path / "k.pem"
+    assert c.admin_tls and c.admin_client_max_body_size == 1024
+    assert c.upstream_deny_addresses == ("admin_listen", "10.0.0.1/32", "fe80::/10")
+    env = {f"GATEWAY_{k.upper()}": v for k, v in c.conf_values().items()}
+    assert load_config(env=env) == c
+    defaults = load_config(env={})
+    assert defaults.admin_token is None and not defaults.admin_tls and defaults.admin_allowed_hosts == ()
+    assert defaults.admin_client_max_body_size == 10 * 1024 * 1024
+    assert defaults.upstream_deny_addresses == ("admin_listen", "169.254.0.0/16", "fe80::/10")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("admin_allowed_hosts", "a b"), ("admin_allowed_hosts", "host:99999"), ("admin_allowed_hosts", "[nothost]:1"),
+    ("admin_allowed_hosts", ","), ("admin_token", "short"), ("admin_token", "a token with spaces in it"),
+    ("admin_client_max_body_size", "0"), ("admin_client_max_body_size", "10m"),
+    ("upstream_deny_addresses", "10.0.0.0/40"), ("admin_ssl_cert", ""),
+])
+def test_bad_admin_protection_values(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env={f"GATEWAY_{key.upper()}": value})
+    assert f"invalid value for {key!r}" in str(info.value) or "admin_ssl_cert" in str(info.value)
+    assert "\n" not in str(info.value)
+    if key == "admin_token":
+        assert value not in str(info.value)

@@ -12,18 +12,23 @@ import socket
 from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+import orjson
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
 from .body import BodyError, read_body
-from .dao import Dao, Parent
+from .dao import KINDS, Dao, Parent
 from .errors import ApiError, json_response, not_found
 from .metrics import metrics_endpoint
+from .openapi import openapi_document
+from .protect import AdminGuard
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -52,7 +57,7 @@ def kong_errors(fn: Endpoint) -> Endpoint:
 class AdminApi:
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
-        self.dao = Dao(worker.store, worker.plugins)
+        self.dao = Dao(worker.store, worker.plugins, worker.address_policy)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await run_in_threadpool(fn, *args)
@@ -196,34 +201,49 @@ def create_admin_app(worker: "Worker") -> Starlette:
     service_parent = ("service", "services", "service")
     route_parent = ("route", "routes", "route")
     upstream_parent = ("upstream", "upstreams", "upstream")
+    #: (path, method) -> the schema of its JSON body, and the paged lists: for /openapi.json
+    bodies: dict[tuple[str, str], type[BaseModel]] = {}
+    lists: set[str] = set()
+
+    def collection(path: str, table: str, parent: tuple[str, str, str] | None = None,
+                   methods: tuple[str, ...] = listing) -> Route:
+        lists.add(path)
+        if "POST" in methods:
+            bodies[(path, "POST")] = KINDS[table].schema
+        return Route(path, api.collection(table, parent), methods=list(methods))
+
+    def item(path: str, table: str, param: str, parent: tuple[str, str, str] | None = None) -> Route:
+        bodies[(path, "PUT")] = bodies[(path, "PATCH")] = KINDS[table].schema
+        return Route(path, api.item(table, param, parent), methods=list(entity))
+
     routes = [
         Route("/", api.root, methods=["GET"]),
         Route("/status", api.status, methods=["GET"]),
         Route("/metrics", kong_errors(metrics_endpoint(worker)), methods=["GET"]),
-        Route("/services", api.collection("services"), methods=listing),
-        Route("/services/{service}", api.item("services", "service"), methods=entity),
-        Route("/services/{service}/routes", api.collection("routes", service_parent), methods=listing),
-        Route("/services/{service}/routes/{route}", api.item("routes", "route", service_parent), methods=entity),
-        Route("/services/{service}/plugins", api.collection("plugins", service_parent), methods=listing),
-        Route("/services/{service}/plugins/{plugin}", api.item("plugins", "plugin", service_parent), methods=entity),
-        Route("/routes", api.collection("routes"), methods=listing),
-        Route("/routes/{route}", api.item("routes", "route"), methods=entity),
+        collection("/services", "services"),
+        item("/services/{service}", "services", "service"),
+        collection("/services/{service}/routes", "routes", service_parent),
+        item("/services/{service}/routes/{route}", "routes", "route", service_parent),
+        collection("/services/{service}/plugins", "plugins", service_parent),
+        item("/services/{service}/plugins/{plugin}", "plugins", "plugin", service_parent),
+        collection("/routes", "routes"),
+        item("/routes/{route}", "routes", "route"),
         Route("/routes/{route}/service", api.route_service, methods=["GET"]),
-        Route("/routes/{route}/plugins", api.collection("plugins", route_parent), methods=listing),
-        Route("/routes/{route}/plugins/{plugin}", api.item("plugins", "plugin", route_parent), methods=entity),
-        Route("/upstreams", api.collection("upstreams"), methods=listing),
-        Route("/upstreams/{upstream}", api.item("upstreams", "upstream"), methods=entity),
-        Route("/upstreams/{upstream}/targets", api.collection("targets", upstream_parent), methods=listing),
-        Route("/upstreams/{upstream}/targets/all", api.collection("targets", upstream_parent), methods=["GET"]),
+        collection("/routes/{route}/plugins", "plugins", route_parent),
+        item("/routes/{route}/plugins/{plugin}", "plugins", "plugin", route_parent),
+        collection("/upstreams", "upstreams"),
+        item("/upstreams/{upstream}", "upstreams", "upstream"),
+        collection("/upstreams/{upstream}/targets", "targets", upstream_parent),
+        collection("/upstreams/{upstream}/targets/all", "targets", upstream_parent, methods=("GET",)),
         Route("/upstreams/{upstream}/targets/{target}/drain", api.target_state("DRAINING"), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/disable", api.target_state("DISABLED"), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/enable", api.target_state("ENABLED"), methods=["PUT", "POST"]),
-        Route("/upstreams/{upstream}/targets/{target}", api.item("targets", "target", upstream_parent), methods=entity),
-        Route("/plugins", api.collection("plugins"), methods=listing),
+        item("/upstreams/{upstream}/targets/{target}", "targets", "target", upstream_parent),
+        collection("/plugins", "plugins"),
         Route("/plugins/enabled", api.enabled_plugins, methods=["GET"]),
         Route("/plugins/schema/{name}", api.plugin_schema, methods=["GET"]),
         Route("/schemas/plugins/{name}", api.plugin_schema, methods=["GET"]),
-        Route("/plugins/{plugin}", api.item("plugins", "plugin"), methods=entity),
+        item("/plugins/{plugin}", "plugins", "plugin"),
     ]
     for extra in worker.plugins.admin_routes:
         routes.append(Route(extra.path, kong_errors(extra.endpoint), methods=list(extra.methods)))
@@ -236,4 +256,11 @@ def create_admin_app(worker: "Worker") -> Starlette:
             return json_response(405, {"message": "Method not allowed"})
         return json_response(exc.status_code, {"message": exc.detail})
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    document = orjson.dumps(openapi_document(routes, bodies, lists))
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                     middleware=[Middleware(AdminGuard, config=worker.config)])

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from ..db.store import Store, UniqueViolation
 from ..plugin_manager import PluginManager
+from ..proxy.address_policy import AddressPolicy
+from .addresses import address_errors
 from ..schemas import Plugin, Route, SchemaError, Service, Target, Upstream, schema_error
 from ..schemas.base import Schema, is_uuid, new_id, now
 from ..schemas.healthchecks import apply_short_form
@@ -57,9 +59,11 @@ KINDS = {
 
 
 class Dao:
-    def __init__(self, store: Store, plugins: PluginManager) -> None:
+    def __init__(self, store: Store, plugins: PluginManager, address_policy: AddressPolicy | None = None) -> None:
         self.store = store
         self.plugins = plugins
+        #: addresses services, targets and forward proxies may not point at
+        self.address_policy = address_policy
 
     # -- lookups ----------------------------------------------------------
     def find(self, table: str, ident: str, parent: Parent | None = None) -> dict[str, Any] | None:
@@ -203,6 +207,9 @@ class Dao:
         elif isinstance(model, Upstream):
             model.algorithm = self.plugins.algorithm_aliases.get(model.algorithm, model.algorithm)
             errors = model.entity_errors(list(self.plugins.algorithms))
+        if not errors and self.address_policy is not None:
+            errors = address_errors(self.address_policy, model, data,
+                                    lambda name: self.store.find("upstreams", name=name) is not None)
         if errors:
             raise schema_violation(errors)
         entity = model.model_dump(mode="json")

@@ -5,7 +5,9 @@ does. Calls are synchronous (SQLAlchemy); async callers run them in a thread.
 """
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, select
@@ -171,5 +173,22 @@ def store_url(config: "Config") -> str:
 def open_store(config: "Config") -> Store:
     """The store the configuration names (the prefix is created for SQLite)."""
     if config.database != "postgres":
-        config.prefix.mkdir(parents=True, exist_ok=True)
+        config.create_prefix()
+        _private_files(config.db_path)
     return Store(store_url(config))
+
+
+def _private_files(db_path: Path) -> None:
+    """The database holds credentials: owner-only (0600). SQLite creates its -wal and
+    -shm files with the database file's mode, so creating that one first is enough;
+    files made by an older version are tightened."""
+    if not db_path.exists():
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (db_path, db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")):
+        try:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # not ours (a shared prefix): leave it to its owner
+            pass

@@ -22,10 +22,12 @@ target), "timeout" and "read" (it may have: never replayed).
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from typing import Any, Iterable, Optional
 
+from .address_policy import AddressPolicy, parse_ip
 from .client_conn import (COALESCE, HIGH_WATER, LOW_WATER, MAX_TUNNEL_HEAD, WRITE_PIECE, Body, ProxyAddress,
                           Verify, _Conn)
 from .client_errors import (ConnectError, ConnectTimeout, IncompleteBody, ProtocolError, ReadTimeout, RemoteClosed,
@@ -121,12 +123,15 @@ class UpstreamClient:
     """
 
     def __init__(self, keepalive_idle_timeout: float = 60, max_idle_per_origin: int = 256,
-                 max_head_size: int = 32768, max_header_size: int = 8192) -> None:
+                 max_head_size: int = 32768, max_header_size: int = 8192,
+                 address_policy: Optional[AddressPolicy] = None) -> None:
         self.keepalive_idle_timeout = float(keepalive_idle_timeout)
         self.max_idle_per_origin = max_idle_per_origin
         #: a response head (or one of its lines) over these is a ProtocolError (the proxy: 502)
         self.max_head_size = max_head_size
         self.max_header_size = max_header_size
+        #: addresses never connected to (checked after DNS resolution); None: any
+        self.address_policy = address_policy
         self._idle: dict[tuple[Any, ...], list[_Conn]] = {}
         self._conns: set[_Conn] = set()
         self._sweeper: Optional[asyncio.TimerHandle] = None
@@ -230,13 +235,13 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(timeout):
                 if proxy is None:
-                    await loop.create_connection(lambda: conn, host, port, ssl=context, server_hostname=sni)
+                    await self._open(loop, conn, host, port, context, sni)
                 else:
                     proxy_scheme, proxy_host, proxy_port = proxy
                     if proxy_scheme != "http":
                         raise ValueError(f"unsupported proxy scheme {proxy_scheme!r}")
                     where = f"{where} via proxy {_authority(proxy_host, proxy_port)}"
-                    await loop.create_connection(lambda: conn, proxy_host, proxy_port)
+                    await self._open(loop, conn, proxy_host, proxy_port, None, None)
                     if context is not None:
                         await conn.open_tunnel(_authority(host, port))
                         transport = await loop.start_tls(conn.transport, conn, context,  # type: ignore[arg-type]
@@ -253,6 +258,32 @@ class UpstreamClient:
                 raise ConnectError(f"cannot connect to {where}: {exc}") from exc
             raise
         return conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, conn: _Conn, host: str, port: int,
+                    context: Optional[ssl.SSLContext], sni: Optional[str]) -> None:
+        """Connect ``conn`` to ``host``:``port``; with an address policy, only to the
+        resolved addresses it allows (TLS still names ``sni``, the host's name)."""
+        policy = self.address_policy
+        if policy is None:
+            await loop.create_connection(lambda: conn, host, port, ssl=context, server_hostname=sni)
+            return
+        literal = parse_ip(host)
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        allowed = [a for a in addresses if policy.denied(a, port) is None]
+        if not allowed:
+            reason = policy.denied(addresses[0], port) if addresses else "it has no address"
+            raise OSError(f"{host} resolves to {', '.join(addresses) or 'nothing'}, refused: {reason}")
+        for i, address in enumerate(allowed):  # in resolver order, as create_connection does
+            try:
+                await loop.create_connection(lambda: conn, address, port, ssl=context, server_hostname=sni)
+                return
+            except OSError:
+                if i == len(allowed) - 1:
+                    raise
 
     def _take(self, key: tuple[Any, ...]) -> Optional[_Conn]:
         stack = self._idle.get(key)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from .base import Schema, as_list, between
+from .headers import HeaderListMap, HeaderMap
 
 def _number(value: Any) -> int | float:
     """Kong's ``number``: an int or a float, also from a form's text, one message when not."""
@@ -63,7 +64,7 @@ class Active(Schema):
     http_path: Path = "/"
     https_sni: str | None = None
     https_verify_certificate: bool = True
-    headers: dict[str, Annotated[list[str], BeforeValidator(as_list)]] | None = None
+    headers: HeaderListMap = None
     healthy: ActiveHealthy = Field(default_factory=ActiveHealthy)
     unhealthy: ActiveUnhealthy = Field(default_factory=ActiveUnhealthy)
 
@@ -124,7 +125,7 @@ class HealthChecksShort(Schema):
     path: Path | None = None
     interval: Interval | None = None
     threshold: Annotated[int, between(0, 255)] | None = None
-    headers: dict[str, str] | None = None
+    headers: HeaderMap = None
 
 
 def short_form_overrides(short: HealthChecksShort) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 
 from .base import Schema, StrList, Tags, between, is_hostname
+from .headers import HeaderMap, HeaderName, HeaderValue
 from .healthchecks import HealthChecksShort, TargetHealthchecks
 from .providers import PROVIDER_HOSTS
 
@@ -18,8 +19,8 @@ SECRET_FIELDS = ("header_value", "param_value", "aws_access_key_id", "aws_secret
 class Credentials(Schema):
     """How the gateway authenticates to this target. Values are secrets."""
 
-    header_name: str | None = None
-    header_value: str | None = None
+    header_name: HeaderName | None = None
+    header_value: HeaderValue | None = None
     param_name: str | None = None
     param_value: str | None = None
     param_location: Literal["query", "body"] | None = None
@@ -112,7 +113,7 @@ class Target(Schema):
     #: flight (health checks go on); DISABLED takes no traffic and is not checked
     state: Annotated[Literal["ENABLED", "DRAINING", "DISABLED"], BeforeValidator(_upper)] = "ENABLED"
     provider: str | None = None
-    headers: dict[str, str] | None = None
+    headers: HeaderMap = None
     default_model: str | None = None
     models: StrList | None = None
     credentials: Credentials | None = None

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from .base import Schema, Tags, between, is_hostname
+from .headers import HeaderName, HeaderValue
 from .healthchecks import Healthchecks, HealthChecksShort, Interval, Number
 
 HashOn = Literal["none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"]
@@ -82,8 +83,8 @@ class Upstream(Schema):
     algorithm: str = "round-robin"
     hash_on: HashOn = "none"
     hash_fallback: HashOn = "none"
-    hash_on_header: str | None = None
-    hash_fallback_header: str | None = None
+    hash_on_header: HeaderName | None = None
+    hash_fallback_header: HeaderName | None = None
     hash_on_cookie: str | None = None
     hash_on_cookie_path: str = "/"
     hash_on_query_arg: str | None = None
@@ -94,7 +95,7 @@ class Upstream(Schema):
     healthchecks: Healthchecks = Field(default_factory=Healthchecks)
     health_checks: HealthChecksShort | None = None
     slow_start: SlowStart = Field(default_factory=SlowStart)
-    host_header: str | None = None
+    host_header: HeaderValue | None = None
     use_srv_name: bool = False
     proxy: Proxy | None = None
     tags: Tags = None

@@ -41,8 +41,10 @@ class Prober:
         #: target id -> due time of its entry in the heap (other entries are stale)
         self.due: dict[str, float] = {}
         self.semaphores: dict[tuple[str, int], asyncio.Semaphore] = {}
-        #: probes get connections of their own, never a pooled one of real traffic
-        self.client = UpstreamClient(keepalive_idle_timeout=1)
+        #: probes get connections of their own, never a pooled one of real traffic (with the
+        #: same address restrictions: a probe must not reach what a request may not)
+        self.client = UpstreamClient(keepalive_idle_timeout=1,
+                                     address_policy=getattr(checker.worker, "address_policy", None))
         #: probes sent by this worker (for tests and debugging)
         self.sent = 0
         self.random = random.Random()
