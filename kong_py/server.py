@@ -156,10 +156,8 @@ class RunningGateway:
         if self.config.admin_tls:  # uvicorn builds the TLS context from the files
             admin_tls = dict(ssl_certfile=str(self.config.admin_ssl_cert),
                              ssl_keyfile=str(self.config.admin_ssl_cert_key))
-        self._servers = [
-            HttpServer(Proxy(worker), client_limits(self.config), self.config.graceful_timeout),
-            _Server(uvicorn.Config(create_admin_app(worker), **common, **admin_tls)),
-        ]
+        worker.edge = HttpServer(Proxy(worker), client_limits(self.config), self.config.graceful_timeout)
+        self._servers = [worker.edge, _Server(uvicorn.Config(create_admin_app(worker), **common, **admin_tls))]
         self._task = asyncio.gather(self._servers[0].serve(sockets=[self.proxy_sock]),
                                     self._servers[1].serve(sockets=[self.admin_sock]))
         while not all(s.started for s in self._servers):

@@ -55,6 +55,8 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self.stats = Stats()
+        #: the proxy's HTTP server (its connection counters), once it runs
+        self.edge: Any = None
         self.node_id = node_id(config.prefix)
         self.access_log: TextIO | None = None
 

@@ -152,7 +152,8 @@ class AdminApi:
         stats = self.worker.stats
         return json_response(200 if reachable else 503, {
             "database": {"reachable": reachable},
-            "server": {"total_requests": stats.total_requests, "in_flight": stats.in_flight},
+            "server": {"total_requests": stats.total_requests, "in_flight": stats.in_flight,
+                       "incomplete_requests": stats.incomplete_requests, **_edge_counters(self.worker)},
             "configuration_version": self.worker.snapshot.version,
             "store_version": version,
         })
@@ -185,6 +186,16 @@ class AdminApi:
             await self.changed()
             return json_response(200, self.dao.present("targets", target))
         return endpoint
+
+
+def _edge_counters(worker: "Worker") -> dict[str, int]:
+    """Connections of the proxy's server (Kong's names where it has them)."""
+    edge = worker.edge
+    if edge is None:
+        return {}
+    return {"connections_active": len(edge.connections), "connections_accepted": edge.accepted_connections,
+            "connections_refused": edge.refused_connections, "requests_refused": edge.refused_requests,
+            "request_bodies_timed_out": edge.timed_out}
 
 
 def _next_query(request: Request, token: str) -> dict[str, str]:

@@ -83,7 +83,21 @@ def _families(lines: dict[str, list[str]], worker: "Worker") -> Iterator[str]:
            f"kong_py_proxy_requests_total {float(stats.total_requests)!r}\n"
            "# HELP kong_py_proxy_in_flight Requests being served by this worker\n"
            "# TYPE kong_py_proxy_in_flight gauge\n"
-           f"kong_py_proxy_in_flight {float(stats.in_flight)!r}\n")
+           f"kong_py_proxy_in_flight {float(stats.in_flight)!r}\n"
+           "# HELP kong_py_proxy_incomplete_requests_total Requests whose body did not arrive whole\n"
+           "# TYPE kong_py_proxy_incomplete_requests_total counter\n"
+           f"kong_py_proxy_incomplete_requests_total {float(stats.incomplete_requests)!r}\n")
+    edge = worker.edge
+    if edge is not None:
+        yield ("# HELP kong_py_proxy_connections Client connections open on this worker\n"
+               "# TYPE kong_py_proxy_connections gauge\n"
+               f"kong_py_proxy_connections {float(len(edge.connections))!r}\n"
+               "# HELP kong_py_proxy_connections_refused_total Connections closed at once: max_client_connections\n"
+               "# TYPE kong_py_proxy_connections_refused_total counter\n"
+               f"kong_py_proxy_connections_refused_total {float(edge.refused_connections)!r}\n"
+               "# HELP kong_py_proxy_requests_refused_total Requests the server answered itself (400, 408, 431...)\n"
+               "# TYPE kong_py_proxy_requests_refused_total counter\n"
+               f"kong_py_proxy_requests_refused_total {float(edge.refused_requests)!r}\n")
 
 
 def _plugin_families(worker: "Worker") -> Iterator[str]:

@@ -37,8 +37,11 @@ class HttpServer:
         #: a cached clock (loop time) for deadlines, moved on by the sweep
         self.now = 0.0
         # counters for /status and /metrics
+        self.accepted_connections = 0
         self.refused_connections = 0
+        #: requests answered by the server itself (400, 408, 414, 417, 431, 501...)
         self.refused_requests = 0
+        #: request bodies that stopped arriving (client_body_timeout)
         self.timed_out = 0
         self._limit_logged = 0.0
 
@@ -94,6 +97,7 @@ class HttpServer:
                             "expected load", len(self.connections), self.refused_connections)
             return False
         self.connections.add(conn)
+        self.accepted_connections += 1
         return True
 
     def forget(self, conn: HttpProtocol) -> None:

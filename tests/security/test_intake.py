@@ -34,7 +34,8 @@ async def test_a_body_cut_off_by_the_client_is_never_completed_upstream(edge, re
     await exchange(port, request_bytes, close_after=True)
     await settle()
     assert upstream.requests == []  # no shorter, "complete" request reached it
-    assert gateway.worker.stats.incomplete_requests == 1
+    status, body = await gateway.admin("GET", "/status")
+    assert body["server"]["incomplete_requests"] == 1
 
 
 async def test_a_streamed_body_cut_off_aborts_the_upstream_request(edge):
@@ -79,6 +80,7 @@ async def test_heads_over_the_limits_are_refused(edge, request_bytes, status):
     response = await exchange(port, request_bytes)
     assert status_of(response) == status and "message" in body_of(response)
     assert upstream.connections == []
+    assert (await gateway.admin("GET", "/status"))[1]["server"]["requests_refused"] == 1
 
 
 async def test_a_4kb_head_always_passes(edge):

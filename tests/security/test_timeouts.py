@@ -78,6 +78,7 @@ async def test_the_connection_cap_refuses_new_clients_and_says_so(edge, caplog):
     data, elapsed = await _closed_within(reader, 2)  # closed at once, nothing served
     assert data == b"" and elapsed < 1
     assert any("client connection limit reached" in r.getMessage() for r in caplog.records)
+    assert (await gateway.admin("GET", "/status"))[1]["server"]["connections_refused"] == 1
     for _, w in held:
         w.close()
     await asyncio.sleep(0.2)
