@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from kong_py.config import ENV_PREFIX, Config, ConfigError, Listen, load_config
+from kong_py.node import pid_alive
 
 START_TIMEOUT = 15.0  # seconds `start -d` waits for the health check to pass
 _POLL = 0.2
@@ -38,24 +39,9 @@ def _read_pid(pid_path: Path) -> int | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a detached daemon may linger as a zombie if nobody reaps it
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def _running_pid(config: Config) -> int | None:
     pid = _read_pid(config.pid_path)
-    return pid if pid is not None and _pid_alive(pid) else None
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def _cmdline(pid: int) -> list[str] | None:
@@ -213,7 +199,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pid = _read_pid(config.pid_path)
     if pid is None:
         raise UserError(f"gateway is not running (no pid file at {config.pid_path})")
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         config.pid_path.unlink(missing_ok=True)
         raise UserError(f"gateway is not running (removed stale pid file {config.pid_path})")
     args_of_pid = _cmdline(pid)
@@ -227,7 +213,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
+    while pid_alive(pid):
         if time.monotonic() >= deadline:
             raise UserError(f"gateway (pid {pid}) did not stop within {timeout:g}s")
         time.sleep(0.1)

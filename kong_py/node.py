@@ -196,7 +196,7 @@ class Node:
         out = []
         for key, value in self.items(self.env.meta, b"worker:"):
             pid, applied, beat = _WORKER.unpack(value)
-            if applied < version and now - beat < PEER_STALE and _alive(pid):
+            if applied < version and now - beat < PEER_STALE and pid_alive(pid):
                 out.append(int(key[7:]))
         return out
 
@@ -271,11 +271,16 @@ def _pack_cells(cells: list[int]) -> bytes:
     return struct.pack(f"<{len(cells)}i", *cells)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a detached daemon may linger as a zombie if nobody reaps it
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

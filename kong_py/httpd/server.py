@@ -8,7 +8,8 @@ import socket
 import time
 from typing import Any
 
-from .protocol import App, Cycle, HttpProtocol, Limits
+from .cycle import App, Cycle
+from .protocol import HttpProtocol, Limits
 
 log = logging.getLogger("kong_py.httpd")
 
