@@ -100,29 +100,34 @@ class UpstreamBalancer:
             return None
         if self.slow_start is not None and (now >= self._ramp_next or runtime.version != self._ramp_version):
             self._ramp(now)
-        refused: list[TargetInfo] = []
+        #: targets passed over: not allowed for this request, or at their connection limit
+        refused: set[TargetInfo] = set()
+        limited: list[TargetInfo] = []
+        allowed = ctx.allowed_targets if ctx is not None else None
+        if allowed is not None:  # a plugin narrowed the request's targets (model routing)
+            refused = {t for t in self.targets if t.id not in allowed}
         fallback: Tier | None = None
         for tier in self.tiers:
             if not tier.has_eligible(runtime, now):
                 continue
-            if tried and all(t in tried for t in tier.targets if t.available(now)):
+            if tried and all(t in tried or t in refused for t in tier.targets if t.available(now)):
                 # every eligible target here was tried: prefer another tier,
                 # but come back to this one rather than fail
                 fallback = fallback or tier
                 continue
-            target = self._choose(tier, ctx, now, tried, refused)
+            target = self._choose(tier, ctx, now, tried, refused, limited)
             if target is not None:
                 return target
         if fallback is not None:
-            target = self._choose(fallback, ctx, now, (), refused)
+            target = self._choose(fallback, ctx, now, (), refused, limited)
             if target is not None:
                 return target
-        if refused and ctx is not None:
+        if limited and ctx is not None:
             ctx.set(NO_PEER, AT_LIMIT)
         return None
 
     def _choose(self, tier: Tier, ctx: "Context | None", now: float, tried: Sequence[TargetInfo],
-                refused: list[TargetInfo]) -> TargetInfo | None:
+                refused: set[TargetInfo], limited: list[TargetInfo]) -> TargetInfo | None:
         """The tier algorithm's pick, passing over targets at their connection limit."""
         while True:
             target = tier.algorithm.pick(ctx, _skipper(now, tried, refused))
@@ -132,7 +137,8 @@ class UpstreamBalancer:
             if not limit or self._admit(ctx, target, limit):
                 return target
             target.runtime.stats.limited += 1
-            refused.append(target)
+            refused.add(target)
+            limited.append(target)
 
     def _admit(self, ctx: "Context | None", target: TargetInfo, limit: int) -> bool:
         node = self.runtime.node
@@ -216,7 +222,7 @@ def connection_limit(target: TargetInfo) -> int:
     return configured or trial
 
 
-def _skipper(now: float, tried: Sequence[TargetInfo], refused: list[TargetInfo]) -> Callable[[TargetInfo], bool]:
+def _skipper(now: float, tried: Sequence[TargetInfo], refused: set[TargetInfo]) -> Callable[[TargetInfo], bool]:
     if tried or refused:
         return lambda t: t in tried or t in refused or not t.available(now)
     return lambda t: not t.available(now)

@@ -7,7 +7,7 @@ with ``ctx.exit()``. They never reach into gateway internals.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Iterable, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -171,7 +171,7 @@ class Context:
     __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
                  "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
                  "exit_response", "body", "worker", "receive", "uri_captures", "consumer",
-                 "extra_response_headers")
+                 "extra_response_headers", "allowed_targets")
 
     def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
                  service: dict[str, Any] | None, upstream: dict[str, Any] | None, worker: Any) -> None:
@@ -199,6 +199,8 @@ class Context:
         #: the authenticated consumer (set by an authentication plugin), or None
         self.consumer: dict[str, Any] | None = None
         self.extra_response_headers: list[tuple[str, str]] | None = None
+        #: ids of the only targets this request may go to (None: any); see restrict_targets
+        self.allowed_targets: frozenset[str] | None = None
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the client now with ``status`` and ``body`` (dict/list → JSON, str → text).
@@ -220,6 +222,18 @@ class Context:
                 out_headers.append(("Content-Type", "application/json; charset=utf-8"))
         self.exit_response = (status, data, out_headers)
         raise Exit()
+
+    def restrict_targets(self, target_ids: Iterable[str]) -> None:
+        """Let the balancer pick only among these targets for this request (and its retries).
+
+        The upstream's algorithm, priority tiers, health and connection limits
+        still decide among them; called again, it narrows further. Model
+        routing uses it: only the targets serving the requested model. An
+        empty set means no target can serve the request: answer it yourself
+        (``ctx.exit``) rather than leave the client a 503.
+        """
+        ids = frozenset(target_ids)
+        self.allowed_targets = ids if self.allowed_targets is None else self.allowed_targets & ids
 
     def get(self, key: ContextKey[T]) -> T | None:
         """The value stored under a typed key, or the key's default."""

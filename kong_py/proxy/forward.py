@@ -75,6 +75,7 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             max_tries = 1  # a streamed body cannot be sent twice
     base_headers = upstream_request.headers
     base_path = upstream_request.path
+    base_body, base_query = upstream_request.body, upstream_request.query_string
     tried: list[TargetInfo] = []
     failure: UpstreamFailure | None = None
     chain = plan.chain
@@ -96,6 +97,8 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             upstream_request.headers = headers = base_headers.copy()
             for name, value in target.headers:
                 headers[name] = value
+            # what a balancer hook changed for one target never reaches the next
+            upstream_request.body, upstream_request.query_string = base_body, base_query
         upstream_request.path = target.path or base_path
         try:
             await _run(chain.balancer, ctx)
