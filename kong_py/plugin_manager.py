@@ -187,11 +187,21 @@ class PluginManager:
     def always_on(self) -> list[str]:
         return [n for n, h in self.handlers.items() if getattr(h, "ALWAYS_ON", False)]
 
-    def chain(self, plugins: Iterable[tuple[str, Any]]) -> Chain:
-        """Build the phase chain for ``(name, parsed config)`` pairs."""
+    def chain(self, plugins: Iterable[tuple[str, Any]], upstream: dict[str, Any] | None = None,
+              targets: Iterable[Any] = ()) -> Chain:
+        """Build the phase chain for ``(name, parsed config)`` pairs.
+
+        Always-on plugins join it unless their ``always_on_for(upstream, targets)``
+        says the route's upstream is none of their business (AI proxying only
+        where there are provider targets), so other routes pay nothing for them.
+        """
         confs = dict(plugins)
+        targets = list(targets)
         for name in self.always_on():
             if name not in confs:
+                scope = getattr(self.handlers[name], "always_on_for", None)
+                if scope is not None and not scope(upstream, targets):
+                    continue
                 confs[name] = self.parsed_config(name, None)
         phases: dict[str, list[PhaseCall]] = {}
         for phase in hookspecs.PHASES:

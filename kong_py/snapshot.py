@@ -93,7 +93,9 @@ def build_snapshot(data: dict[str, Any], plugins: PluginManager, runtime: Runtim
         if service is not None and not service.get("enabled", True):
             continue
         uses_headers = uses_headers or bool(route.get("headers"))
-        chain = plugins.chain(_route_plugins(chains, route, service).items())
+        upstream = upstreams_by_name.get(service["host"]) if service is not None else None
+        targets = balancers[upstream["id"]].targets if upstream is not None else ()
+        chain = plugins.chain(_route_plugins(chains, route, service).items(), upstream, targets)
         plans.append((route, _plan(route, service, chain, balancers, upstreams_by_name, plugins, runtime)))
     return Snapshot(version=data["version"], router=Router(plans), router_uses_headers=uses_headers,
                     balancers=balancers, upstreams_by_name=upstreams_by_name, targets=all_targets)

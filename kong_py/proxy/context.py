@@ -171,7 +171,7 @@ class Context:
     __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
                  "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
                  "exit_response", "body", "worker", "receive", "uri_captures", "consumer",
-                 "extra_response_headers", "allowed_targets")
+                 "extra_response_headers", "allowed_targets", "skipped_filters")
 
     def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
                  service: dict[str, Any] | None, upstream: dict[str, Any] | None, worker: Any) -> None:
@@ -201,6 +201,8 @@ class Context:
         self.extra_response_headers: list[tuple[str, str]] | None = None
         #: ids of the only targets this request may go to (None: any); see restrict_targets
         self.allowed_targets: frozenset[str] | None = None
+        #: plugins whose body_filter does not run for this response (skip_body_filter)
+        self.skipped_filters: set[str] | None = None
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the client now with ``status`` and ``body`` (dict/list → JSON, str → text).
@@ -234,6 +236,16 @@ class Context:
         """
         ids = frozenset(target_ids)
         self.allowed_targets = ids if self.allowed_targets is None else self.allowed_targets & ids
+
+    def skip_body_filter(self, plugin: str) -> None:
+        """From ``header_filter``: this plugin's ``body_filter`` leaves this response alone.
+
+        When no body_filter hook is left for a response, the gateway relays it
+        as it came (``Content-Length`` kept, no per-chunk calls).
+        """
+        if self.skipped_filters is None:
+            self.skipped_filters = set()
+        self.skipped_filters.add(plugin)
 
     def get(self, key: ContextKey[T]) -> T | None:
         """The value stored under a typed key, or the key's default."""

@@ -51,14 +51,15 @@ async def relay(ctx: Context, plan: "RoutePlan", response: UpstreamResponse, rec
         await run_header_filter(ctx, chain)
     headers = ctx.response.raw_headers()
     length = response.content_length
-    if chain.body_filter:
+    filters = active_filters(ctx, chain)
+    if filters:
         headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
     await send({"type": "http.response.start", "status": ctx.response.status, "headers": headers})
-    if length is not None and length <= SMALL_RESPONSE and not chain.body_filter:
-        await _stream(ctx, chain, response, send)
+    if length is not None and length <= SMALL_RESPONSE and not filters:
+        await _stream(ctx, filters, response, send)
         return
     # long or open-ended (chunked, SSE): stop as soon as the client goes away
-    streaming = asyncio.ensure_future(_stream(ctx, chain, response, send))
+    streaming = asyncio.ensure_future(_stream(ctx, filters, response, send))
     watcher = asyncio.ensure_future(_client_gone(receive))
     try:
         await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -103,8 +104,9 @@ async def respond(ctx: Context, plan: "RoutePlan", send: Send, target_header: st
     chain = plan.chain
     if run_filters and chain.header_filter:
         await run_header_filter(ctx, chain)
-    if run_filters and chain.body_filter:
-        body = await run_body_filter(ctx, chain, body) + await run_body_filter(ctx, chain, b"")
+    filters = active_filters(ctx, chain) if run_filters else ()
+    if filters:
+        body = await run_body_filter(ctx, filters, body) + await run_body_filter(ctx, filters, b"")
     headers = [(n, v) for n, v in ctx.response.raw_headers() if n.lower() != b"content-length"]
     if ctx.response.status < 200 or ctx.response.status in (204, 304):
         body = b""  # these statuses never carry a body (RFC 9110 §6.4.1)
@@ -124,8 +126,16 @@ async def run_header_filter(ctx: Context, chain: Any) -> None:
             log.warning("plugin %s called ctx.exit() in header_filter; ignored", call.name)
 
 
-async def run_body_filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
-    for call in chain.body_filter:
+def active_filters(ctx: Context, chain: Any) -> tuple[Any, ...]:
+    """The route's body_filter hooks, less those a plugin skipped for this response."""
+    skipped = ctx.skipped_filters
+    if not skipped:
+        return chain.body_filter
+    return tuple(call for call in chain.body_filter if call.name not in skipped)
+
+
+async def run_body_filter(ctx: Context, filters: tuple[Any, ...], chunk: bytes) -> bytes:
+    for call in filters:
         result = call.call(ctx, call.conf, chunk)
         chunk = (await result) if call.is_async else result
         if chunk is None:
@@ -133,12 +143,11 @@ async def run_body_filter(ctx: Context, chain: Any, chunk: bytes) -> bytes:
     return chunk
 
 
-async def _stream(ctx: Context, chain: Any, response: UpstreamResponse, send: Send) -> None:
-    filters = chain.body_filter
+async def _stream(ctx: Context, filters: tuple[Any, ...], response: UpstreamResponse, send: Send) -> None:
     remaining = response.content_length if not filters and _has_payload(ctx, response.status) else None
     async for chunk in response.iter_chunks():
         if filters:
-            chunk = await run_body_filter(ctx, chain, chunk)
+            chunk = await run_body_filter(ctx, filters, chunk)
             if not chunk:
                 continue
         if remaining is not None:
@@ -147,7 +156,7 @@ async def _stream(ctx: Context, chain: Any, response: UpstreamResponse, send: Se
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    tail = await run_body_filter(ctx, chain, b"") if filters else b""
+    tail = await run_body_filter(ctx, filters, b"") if filters else b""
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
