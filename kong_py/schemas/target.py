@@ -116,6 +116,10 @@ class Target(Schema):
     headers: HeaderMap = None
     default_model: str | None = None
     models: StrList | None = None
+    #: model names clients use -> the names this target knows them by (an Azure deployment)
+    model_aliases: dict[str, str] | None = None
+    #: the provider API version to call (Azure OpenAI's ``api-version``)
+    api_version: str | None = None
     credentials: Credentials | None = None
     #: requests in flight to this target across the node's workers (0: no limit; nginx's name)
     max_conns: Annotated[int, between(0, 2147483647)] = 0
