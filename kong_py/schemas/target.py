@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
@@ -36,6 +37,14 @@ class Credentials(Schema):
     azure_use_managed_identity: bool = False
     gcp_service_account_json: str | None = None
     gcp_use_service_account: bool = False
+
+    @field_validator("aws_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        """It becomes part of Bedrock's host name: only a region's shape (us-east-1)."""
+        if value is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value):
+            raise ValueError("expected an AWS region such as us-east-1")
+        return value
 
     def pair_errors(self) -> dict[str, str]:
         """A credential name without its value (or the reverse) is incomplete."""
@@ -151,6 +160,14 @@ class Target(Schema):
             self.host = PROVIDER_HOSTS[self.provider.lower()]
             self.port = self.port or 443
             self.protocol = self.protocol or "https"
+        elif self.provider is not None and self.provider.lower() == "bedrock":
+            # Bedrock's endpoint is per region: the region of the target's AWS credentials
+            region = (self.credentials.aws_region if self.credentials else None) or "us-east-1"
+            self.host = f"bedrock-runtime.{region}.amazonaws.com"
+            self.port = self.port or 443
+            self.protocol = self.protocol or "https"
+        elif self.provider is not None and self.provider.lower() in ("azure", "openai-compatible"):
+            return {"host": f"required field missing (a '{self.provider}' target names its server)"}
         else:
             return {"target": "required field missing"}
         self.target = join_target(self.host, self.port)
