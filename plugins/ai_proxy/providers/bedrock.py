@@ -189,14 +189,16 @@ def _usage(usage: Json) -> Json:
 
 
 def response_to_openai(body: Json, model: str) -> Json:
-    texts, calls = [], []
+    texts: list[str] = []
+    calls: list[Json] = []
     for block in ((body.get("output") or {}).get("message") or {}).get("content") or ():
         if "text" in block:
             texts.append(block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
+            arguments = orjson.dumps(use.get("input") or {}).decode()
             calls.append({"id": use.get("toolUseId"), "type": "function",
-                          "function": {"name": use.get("name"), "arguments": orjson.dumps(use.get("input") or {}).decode()}})
+                          "function": {"name": use.get("name"), "arguments": arguments}})
     message: Json = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls

@@ -25,8 +25,8 @@ Endpoints: ``/v1beta/models/<model>:generateContent`` and
 AI's ``.../publishers/google/models/<model>:generateContent`` takes the same
 body); when streaming, its ``:generateContent`` becomes ``:streamGenerateContent``.
 
-Not mapped: ``n``, ``logprobs``, the legacy ``functions``/``function_call``;
-thought parts in answers are left out. ``fileData`` takes the URIs Gemini can
+Not mapped: ``n``, ``logprobs``, the legacy ``functions``/``function_call``,
+schema ``$ref``/``$defs`` (inline them); thought parts in answers are left out. ``fileData`` takes the URIs Gemini can
 read (its Files API, Cloud Storage for Vertex), not arbitrary web URLs.
 """
 from __future__ import annotations
@@ -94,7 +94,8 @@ def _user_parts(content: Any) -> list[Json]:
             parts.append(_image(image.get("url", "") if isinstance(image, dict) else str(image)))
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
-            parts.append({"inlineData": {"mimeType": f"audio/{audio.get('format', 'wav')}", "data": audio.get("data", "")}})
+            media = f"audio/{audio.get('format', 'wav')}"
+            parts.append({"inlineData": {"mimeType": media, "data": audio.get("data", "")}})
         elif kind == "file":
             inline = _data_url((part.get("file") or {}).get("file_data") or "")
             if inline:
@@ -243,7 +244,8 @@ def _usage(metadata: Json) -> Json:
 def response_to_openai(body: Json, model: str) -> Json:
     choices = []
     for position, candidate in enumerate(body.get("candidates") or ()):
-        texts, calls = [], []
+        texts: list[str] = []
+        calls: list[Json] = []
         for part in (candidate.get("content") or {}).get("parts") or ():
             if part.get("thought"):
                 continue
