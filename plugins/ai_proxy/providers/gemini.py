@@ -151,7 +151,8 @@ def request_from_openai(request: Json) -> Json:
     for message in request.get("messages") or ():
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            if _text(message.get("content")):
+                system.append(_text(message.get("content")))
         elif role == "user":
             _append(contents, "user", _user_parts(message.get("content")))
         elif role == "assistant":

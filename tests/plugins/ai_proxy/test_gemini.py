@@ -172,6 +172,7 @@ def test_empty_turns_are_left_out() -> None:
     body = encode(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""},
                             {"role": "user", "content": "there"}])
     assert body["contents"] == [{"role": "user", "parts": [{"text": "hi"}, {"text": "there"}]}]
+    assert "systemInstruction" not in encode(messages=[{"role": "system", "content": ""}])
 
 
 # -- answers ------------------------------------------------------------------------------------
