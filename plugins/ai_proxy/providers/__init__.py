@@ -9,9 +9,12 @@ from __future__ import annotations
 from .anthropic import Anthropic
 from .azure import Azure
 from .base import Provider
+from .bedrock import Bedrock
+from .gemini import Gemini
 from .openai import Mistral, OpenAI, OpenAICompatible
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Azure(), Anthropic(), Mistral(), OpenAICompatible())}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Azure(), Anthropic(), Gemini(), Bedrock(), Mistral(),
+                                                     OpenAICompatible())}
 
 
 def provider_for(name: str | None) -> Provider | None:
