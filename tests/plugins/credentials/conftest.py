@@ -64,3 +64,9 @@ def entra(monkeypatch: pytest.MonkeyPatch, certs: Path) -> Callable[[TokenServer
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs / "ca.pem"))
 
     return point
+
+
+@pytest.fixture(params=["form", "json"])
+def encoding(request: pytest.FixtureRequest) -> str:
+    """Admin API bodies as a ``curl --data`` form and as JSON."""
+    return request.param

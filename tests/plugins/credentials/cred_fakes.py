@@ -240,14 +240,15 @@ def sigv4_checker(secret_key: str, session_token: str | None = None):
 # -- gateway set-up ----------------------------------------------------------------------------------
 
 async def route_to(gateway: Any, targets: list[dict[str, Any]], name: str = "ai", path: str = "/r",
+                   upstream: dict[str, Any] | None = None, route: dict[str, Any] | None = None,
                    **service: Any) -> None:
     """An upstream ``name`` with ``targets`` (JSON, credentials included), a service and a route ``path``."""
-    status, body = await gateway.admin("POST", "/upstreams", {"name": name, "targets": targets})
+    status, body = await gateway.admin("POST", "/upstreams", {"name": name, "targets": targets, **(upstream or {})})
     assert status == 201, body
     status, body = await gateway.admin("POST", "/services", {"name": f"{name}-svc", "host": name, **service})
     assert status == 201, body
-    status, body = await gateway.admin("POST", f"/services/{name}-svc/routes", {"name": f"{name}-route",
-                                                                              "paths": [path]})
+    status, body = await gateway.admin("POST", f"/services/{name}-svc/routes", {
+        "name": f"{name}-route", "paths": [path], **(route or {})})
     assert status == 201, body
 
 
