@@ -98,7 +98,7 @@ class TokenSource:
             self._failed_at = now
             if not self._reported:
                 self._reported = True
-                log.error("could not get a %s access token for credentials (%s): %s%s",
+                log.error("could not get an access token from %s for credentials (%s): %s%s",
                           self.kind, self.fields, outcome.kind,
                           f" (HTTP {outcome.status})" if outcome.status else "")
             raise self._error()
@@ -108,7 +108,7 @@ class TokenSource:
         self.refresh_at = refresh_at if refresh_at is not None else expires_at - min(REFRESH_MARGIN, lifetime / 2)
         self._failed_at = None
         if self._reported:
-            log.warning("%s access token for credentials (%s) fetched again", self.kind, self.fields)
+            log.warning("access token from %s for credentials (%s) fetched again", self.kind, self.fields)
             self._reported = False
         return token
 
