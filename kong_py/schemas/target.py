@@ -78,7 +78,8 @@ class Credentials(Schema):
         if sa is not None and "gcp_service_account_json" not in errors and not has_reference(sa):
             if not _looks_like_service_account(sa):
                 errors["gcp_service_account_json"] = (
-                    "expected a service account key: a JSON object with a 'type'")
+                    "expected a service account key: a JSON object with type 'service_account', "
+                    "client_email and private_key")
         return errors
 
 
@@ -90,7 +91,8 @@ def _looks_like_service_account(text: str) -> bool:
         info = json.loads(text)
     except ValueError:
         return False
-    return isinstance(info, dict) and isinstance(info.get("type"), str)
+    return (isinstance(info, dict) and info.get("type") == "service_account"
+            and all(isinstance(info.get(k), str) for k in ("client_email", "private_key")))
 
 
 def _upper(value: object) -> object:

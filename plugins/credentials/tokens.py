@@ -200,8 +200,13 @@ def gcp_fetch(service_account_json: str | None) -> tuple[Fetch, str]:
             import google.auth
             import google.auth.transport.requests
             if service_account_json is not None:
+                # only a service account key: other credential types of google-auth
+                # (external accounts) read files or run programs named in the JSON
+                from google.oauth2 import service_account
                 info = json.loads(service_account_json)
-                creds, _ = google.auth.load_credentials_from_dict(info, scopes=[GCP_SCOPE])
+                if not isinstance(info, dict) or info.get("type") != "service_account":
+                    raise ValueError("not a service account key")
+                creds = service_account.Credentials.from_service_account_info(info, scopes=[GCP_SCOPE])
             else:
                 creds, _ = google.auth.default(scopes=[GCP_SCOPE])
             holder["credential"] = creds
