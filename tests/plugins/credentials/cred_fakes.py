@@ -41,6 +41,8 @@ class TokenServer:
     #: the public key (PEM) that must have signed a Google JWT assertion
     google_public_key: bytes | None = None
     identity_header: str = "msi-header-value"
+    #: Entra tenants whose token requests are refused (401 invalid_client)
+    failing_tenants: set[str] = field(default_factory=set)
 
     @property
     def base(self) -> str:
@@ -85,6 +87,10 @@ class TokenServer:
 
     async def entra_token(self, request: web.Request) -> web.Response:
         await self._record(request, "token")
+        if request.match_info["tenant"] in self.failing_tenants:
+            return web.json_response({"error": "invalid_client",
+                                      "error_description": "AADSTS7000215: Invalid client secret provided."},
+                                     status=401)
         return await self._answer({"token_type": "Bearer", "expires_in": self.expires_in,
                                    "ext_expires_in": self.expires_in, "access_token": self._token_if_ok()})
 
