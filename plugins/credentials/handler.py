@@ -44,6 +44,7 @@ longer match).
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from kong_py.hookspecs import hookimpl
@@ -164,7 +165,9 @@ class Credentials:
         except CredentialError as exc:
             failure = exc
         except Exception as exc:  # a library's or our own: its message may hold a value
-            log.error("credentials of target %s could not be applied: %s", target.target, type(exc).__name__)
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            log.error("credentials of target %s could not be applied: %s%s", target.target, type(exc).__name__,
+                      f" at {where.filename}:{where.lineno}" if where else "")
             failure = CredentialError(500, "An unexpected error occurred")
         else:
             return
@@ -215,15 +218,19 @@ def _declares_body(ctx: "Context") -> bool:
 
 
 async def _final_body(ctx: "Context", purpose: str) -> bytes:
-    """The body that will be sent: a plugin's replacement, else the client's (buffered)."""
+    """The body that will be sent: a plugin's replacement, else the client's (the
+    proxy buffered it before the balancer phase, up to retry_body_limit)."""
     upstream = ctx.upstream_request
     if upstream.body is not None:
         return upstream.body
-    if ctx.body is None and _declares_body(ctx):
-        # larger than the gateway buffers (retry_body_limit): it is being streamed through
+    if not _declares_body(ctx):
+        return b""
+    if ctx.body is None:
+        # not buffered: larger than retry_body_limit, it is being streamed through
+        # (reading it here would take what the proxy has not relayed yet)
         raise CredentialError(413, f"The request body is too large to {purpose} "
                                    "(more than the gateway's retry_body_limit)")
-    return await ctx.read_body()
+    return await ctx.read_body()  # the buffered body
 
 
 def upstream_host(ctx: "Context") -> str:
