@@ -266,11 +266,18 @@ async def _sign(ctx: "Context", resolved: dict[str, str | None]) -> None:
         if lower in aws.SIGNED or lower.startswith("x-amz-"):
             signed[name] = value
     scheme = target.protocol or (ctx.service or {}).get("protocol") or "http"
-    added = aws.sign(
-        upstream.method, scheme, host, upstream.path, upstream.query_string, signed, body,
-        resolved["aws_access_key_id"] or "", resolved["aws_secret_access_key"] or "",
-        resolved.get("aws_session_token") or None,
-        aws.region_for(target.host, resolved.get("aws_region")),
-        resolved.get("aws_service") or aws.DEFAULT_SERVICE)
+    try:
+        added = aws.sign(
+            upstream.method, scheme, host, upstream.path, upstream.query_string, signed, body,
+            resolved["aws_access_key_id"] or "", resolved["aws_secret_access_key"] or "",
+            resolved.get("aws_session_token") or None,
+            aws.region_for(target.host, resolved.get("aws_region")),
+            resolved.get("aws_service") or aws.DEFAULT_SERVICE)
+    except Exception as exc:  # botocore's message could quote a value: keep its type only
+        raise CredentialError(
+            500, "Could not sign the request with the target's AWS credentials "
+                 "(credentials.aws_access_key_id, aws_secret_access_key)",
+            log_key=f"aws:{target.id}",
+            log_message=f"could not sign with the AWS credentials: {type(exc).__name__}") from None
     for name, value in added.items():
         headers[name] = value

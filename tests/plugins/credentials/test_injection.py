@@ -29,6 +29,20 @@ async def test_a_header_credential_replaces_what_the_client_sent(start_gateway, 
     assert got["x-other"] == "kept"
 
 
+async def test_azure_api_key_header(start_gateway, upstreams):
+    gateway = await start_gateway()
+    server = await upstreams("azure")
+    await route_to(gateway, [{"target": server.address, "provider": "azure",
+                              "path": "/openai/deployments/gpt-4o/chat/completions",
+                              "credentials": {"header_name": "api-key", "header_value": KEY_A}}])
+    await gateway.proxy("POST", "/r/v1/chat/completions?api-version=2024-10-21", json={},
+                        headers={"api-key": "client", "Authorization": "Bearer client"})
+    sent = server.requests[-1]
+    got = lower(sent["headers"])
+    assert got["api-key"] == KEY_A and "authorization" not in got
+    assert sent["path"] == "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+
+
 async def test_targets_without_credentials_are_left_alone(start_gateway, upstreams):
     gateway = await start_gateway()
     server = await upstreams("plain")
