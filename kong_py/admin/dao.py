@@ -20,6 +20,7 @@ from .addresses import address_errors
 from ..schemas import Plugin, Route, SchemaError, Service, Target, Upstream, schema_error
 from ..schemas.base import Schema, is_uuid, new_id, now
 from ..schemas.healthchecks import apply_short_form
+from ..schemas.references import shows_no_secret
 from ..schemas.target import SECRET_FIELDS, join_target, split_target
 from .errors import (ApiError, foreign_key_violation, from_schema_error, not_found, primary_key_violation,
                      referenced_by, schema_violation, unique_violation)
@@ -346,11 +347,14 @@ def mask_secret(value: str) -> str:
 
 
 def mask_target(entity: dict[str, Any]) -> dict[str, Any]:
+    """Secret values masked; a value that is only vault references (``{vault://env/KEY}``,
+    ``Bearer {vault://env/KEY}``) is shown as written, since it holds no secret."""
     creds = entity.get("credentials")
     if not creds:
         return entity
     out = dict(entity)
-    out["credentials"] = {k: (mask_secret(v) if k in SECRET_FIELDS and isinstance(v, str) else v)
+    out["credentials"] = {k: (mask_secret(v) if k in SECRET_FIELDS and isinstance(v, str)
+                              and not shows_no_secret(v) else v)
                           for k, v in creds.items()}
     return out
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -11,20 +12,27 @@ from .base import Schema, StrList, Tags, between, is_hostname
 from .headers import HeaderMap, HeaderName, HeaderValue
 from .healthchecks import HealthChecksShort, TargetHealthchecks
 from .providers import PROVIDER_HOSTS
+from .references import check_references, has_reference
 
 DEFAULT_PORT = 8000
 SECRET_FIELDS = ("header_value", "param_value", "aws_access_key_id", "aws_secret_access_key",
                  "aws_session_token", "azure_client_secret", "gcp_service_account_json")
+#: credential fields that are names, not values: never references
+NAME_FIELDS = ("header_name", "param_name", "param_location")
 
 
 class Credentials(Schema):
-    """How the gateway authenticates to this target. Values are secrets."""
+    """How the gateway authenticates to this target. Values are secrets; any value
+    (not a name) may be or contain a vault reference, ``{vault://env/NAME}``,
+    resolved when a request uses it. The bundled ``credentials`` plugin injects them."""
 
     header_name: HeaderName | None = None
     header_value: HeaderValue | None = None
     param_name: str | None = None
     param_value: str | None = None
-    param_location: Literal["query", "body"] | None = None
+    #: where param_name=param_value goes: the query string, the JSON or form body, or
+    #: the ``{param_name}`` placeholder of the target's path
+    param_location: Literal["query", "body", "path"] | None = None
     allow_override: bool = Field(False, validation_alias=AliasChoices("allow_override", "callow_override"))
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
@@ -47,16 +55,52 @@ class Credentials(Schema):
         return value
 
     def pair_errors(self) -> dict[str, str]:
-        """A credential name without its value (or the reverse) is incomplete."""
+        """A credential name without its value (or the reverse) is incomplete; so is
+        half of a key pair. References must be well formed. Messages never show values."""
         errors: dict[str, str] = {}
-        for name, value in (("header_name", "header_value"), ("param_name", "param_value")):
+        for name, value in (("header_name", "header_value"), ("param_name", "param_value"),
+                            ("aws_access_key_id", "aws_secret_access_key")):
             if getattr(self, name) is not None and getattr(self, value) is None:
                 errors[value] = "required field missing"
             elif getattr(self, value) is not None and getattr(self, name) is None:
                 errors[name] = "required field missing"
+        if self.aws_session_token is not None and self.aws_access_key_id is None:
+            errors.setdefault("aws_access_key_id", "required field missing")
+        if self.azure_client_secret is not None:
+            for field in ("azure_client_id", "azure_tenant_id"):
+                if getattr(self, field) is None:
+                    errors[field] = "required field missing"
         if self.param_name is not None and self.param_location is None:
             self.param_location = "query"
+        for field, value in self:
+            if field in NAME_FIELDS or not isinstance(value, str):
+                continue
+            try:
+                check_references(value)
+            except ValueError as exc:
+                errors[field] = str(exc)
+        if (self.param_location == "path" and self.param_name is not None
+                and not _PARAM_NAME.fullmatch(self.param_name)):
+            errors["param_name"] = "a path placeholder name: letters, digits, '_', '-' and '.'"
+        sa = self.gcp_service_account_json
+        if sa is not None and "gcp_service_account_json" not in errors and not has_reference(sa):
+            if not _looks_like_service_account(sa):
+                errors["gcp_service_account_json"] = (
+                    "expected a service account key: a JSON object with type 'service_account', "
+                    "client_email and private_key")
         return errors
+
+
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _looks_like_service_account(text: str) -> bool:
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return False
+    return (isinstance(info, dict) and info.get("type") == "service_account"
+            and all(isinstance(info.get(k), str) for k in ("client_email", "private_key")))
 
 
 def _upper(value: object) -> object:
