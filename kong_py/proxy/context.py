@@ -161,6 +161,10 @@ class ContextKey(Generic[T]):
         return f"ContextKey({self.name!r})"
 
 
+class BodyStreamed(Exception):
+    """The request body streams to the target and cannot be read whole (see read_body)."""
+
+
 class Exit(Exception):
     """Raised by ``ctx.exit`` to stop the current phase at once."""
 
@@ -171,7 +175,7 @@ class Context:
     __slots__ = ("request", "upstream_request", "response", "route", "service", "upstream",
                  "target", "tries", "vars", "started_at", "upstream_started_at", "upstream_ttfb",
                  "exit_response", "body", "worker", "receive", "uri_captures", "consumer",
-                 "extra_response_headers", "allowed_targets", "skipped_filters")
+                 "extra_response_headers", "allowed_targets", "skipped_filters", "body_streamed")
 
     def __init__(self, request: Request, upstream_request: UpstreamRequest, route: dict[str, Any],
                  service: dict[str, Any] | None, upstream: dict[str, Any] | None, worker: Any) -> None:
@@ -203,6 +207,9 @@ class Context:
         self.allowed_targets: frozenset[str] | None = None
         #: plugins whose body_filter does not run for this response (skip_body_filter)
         self.skipped_filters: set[str] | None = None
+        #: the body is larger than retry_body_limit and streams to the target (from the
+        #: balancer phase on): it cannot be read whole
+        self.body_streamed = False
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the client now with ``status`` and ``body`` (dict/list → JSON, str → text).
@@ -261,7 +268,13 @@ class Context:
         self.extra_response_headers.append((name, value))
 
     async def read_body(self) -> bytes:
-        """The client's whole request body (read once, kept for retries)."""
+        """The client's whole request body (read once, kept for retries).
+
+        Raises ``BodyStreamed`` from the balancer phase on when the body is
+        larger than ``retry_body_limit``: it is being streamed to the target.
+        """
+        if self.body_streamed:
+            raise BodyStreamed("the request body is larger than retry_body_limit and streams to the target")
         if self.body is None:
             self.body = await read_all(self.receive) if self.receive is not None else b""
         return self.body

@@ -72,6 +72,7 @@ async def _tries(worker: "Worker", ctx: Context, plan: "RoutePlan", receive: Rec
             data = ctx.body = buffered
         else:
             data = replay(buffered, receive)
+            ctx.body_streamed = True
             max_tries = 1  # a streamed body cannot be sent twice
     base_headers = upstream_request.headers
     base_path = upstream_request.path

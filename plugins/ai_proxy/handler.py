@@ -125,7 +125,7 @@ class AiProxy:
         if query:
             upstream_request.query_string = query
         if not _translated(ex, provider):
-            if model != ex.request.get("model"):  # default_model or an alias: the same format, another model
+            if model and model != ex.request.get("model"):  # default_model or an alias: the same format, another model
                 upstream_request.body = orjson.dumps({**ex.request, "model": model})
         else:
             if ex.pivot is None:

@@ -3,7 +3,8 @@
 1. The targets that list the requested model in ``models`` serve it, as is.
 2. Else the targets without a ``models`` list (they take any model name).
 3. Else the targets with a ``default_model`` serve it, with their model.
-4. A request without a model goes to the targets with a ``default_model``.
+4. A request without a model goes to the targets with a ``default_model``,
+   else to those without a ``models`` list, as it is.
 
 Embeddings only go to providers that have an embeddings endpoint. A target's
 ``model_aliases`` renames the model it is sent (an Azure deployment name).
@@ -50,7 +51,10 @@ def eligible(targets: list[AiTarget], model: str | None, kind: str) -> dict[str,
             chosen = {t.target.id: (t, t.sent_as(model)) for t in targets if t.models is None}
         if chosen:
             return chosen
-    return {t.target.id: (t, t.sent_as(t.default_model)) for t in targets if t.default_model}
+    chosen = {t.target.id: (t, t.sent_as(t.default_model)) for t in targets if t.default_model}
+    if not chosen and not model:  # no model, no default: the targets that take any (the provider decides)
+        chosen = {t.target.id: (t, "") for t in targets if t.models is None}
+    return chosen
 
 
 def listed_models(targets: list[AiTarget]) -> list[tuple[str, str]]:
