@@ -171,7 +171,7 @@ async def model(call: Call) -> web.StreamResponse:
     return json_response(model_entry(name))
 
 
-ANTHROPIC = Provider("anthropic", error, keys, (
+ANTHROPIC = Provider("anthropic", error, keys, auth=(401, "invalid x-api-key", None), routes=(
     ("POST", "/v1/messages", messages),
     ("POST", "/v1/messages/count_tokens", count_tokens),
 ))

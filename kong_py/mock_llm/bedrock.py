@@ -30,7 +30,7 @@ def exception_name(status: int) -> str:
 
 
 def error(exc: ApiError) -> web.Response:
-    name = exception_name(exc.status)
+    name = exc.code if exc.code and exc.code.endswith("Exception") else exception_name(exc.status)
     headers = {"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/",
                "x-amzn-RequestId": new_id("", 32)}
     return json_response({"message": exc.message}, exc.status, headers)
@@ -158,4 +158,6 @@ async def converse_stream(call: Call) -> web.StreamResponse:
 BEDROCK = Provider("bedrock", error, keys, (
     ("POST", "/model/{model_id:.+}/converse", converse),
     ("POST", "/model/{model_id:.+}/converse-stream", converse_stream),
-), auth_status=403)
+), auth=(403, "The security token included in the request is invalid.",
+          "UnrecognizedClientException"))
+

@@ -161,9 +161,10 @@ async def models(call: Call) -> web.StreamResponse:
         for m in call.controls.models]})
 
 
-GEMINI = Provider("gemini", error, keys, tuple(
-    (method, f"/{version}/models{suffix}", handler)
-    for version in ("v1beta", "v1")
-    for method, suffix, handler in (("POST", "/{target}", generate), ("GET", "", models))
-    if not (version == "v1" and method == "GET")  # GET /v1/models is OpenAI's
-))
+ROUTES = (
+    ("POST", "/v1beta/models/{target}", generate),
+    ("POST", "/v1/models/{target}", generate),
+    ("GET", "/v1beta/models", models),  # (GET /v1/models is OpenAI's)
+)
+# Google answers a wrong key with a 400, not a 401
+GEMINI = Provider("gemini", error, keys, ROUTES, auth=(400, "API key not valid. Please pass a valid API key.", None))

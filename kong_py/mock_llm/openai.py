@@ -245,14 +245,17 @@ async def azure_embeddings(call: Call) -> web.StreamResponse:
     return await _embed(call, _deployment(call))
 
 
-OPENAI = Provider("openai", error, keys, (
+OPENAI = Provider("openai", error, keys, auth=(401, "Incorrect API key provided.", "invalid_api_key"),
+                  routes=(
     ("POST", "/v1/chat/completions", chat_completions),
     ("POST", "/v1/embeddings", embeddings),
     ("GET", "/v1/models", models),
     ("GET", "/v1/models/{model}", model),
 ))
 
-AZURE = Provider("azure", azure_error, azure_keys, (
+AZURE = Provider("azure", azure_error, azure_keys, auth=(
+    401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key "
+    "for an active subscription and use a correct regional API endpoint for your resource.", "401"), routes=(
     ("POST", "/openai/deployments/{deployment}/chat/completions", azure_chat_completions),
     ("POST", "/openai/deployments/{deployment}/embeddings", azure_embeddings),
 ))

@@ -31,7 +31,9 @@ from kong_py.mock_llm.wire import (Aborted, ApiError, Call, Handler, Provider, d
                                    json_response, reset, send_partial)
 
 PROVIDERS: tuple[Provider, ...] = (OPENAI, AZURE, ANTHROPIC, GEMINI, BEDROCK)
-RECORD = "mock_llm.record"
+#: where the middleware leaves a request's record for its endpoint (RequestKey: aiohttp >= 3.12)
+RECORD: Any = (web.RequestKey("mock_llm.record", RecordedRequest) if hasattr(web, "RequestKey")
+               else "mock_llm.record")
 MAX_BODY = 64 * 1024 * 1024  # images as base64 make large bodies
 SHUTDOWN_TIMEOUT = 1.0       # seconds streams in progress get when the mock stops
 
@@ -196,8 +198,7 @@ class MockLLM:
             raise ApiError(controls.status, controls.error_message or default_message(controls.status))
         key = self.behaviour.api_key
         if key is not None and key not in provider.keys(call.request):
-            raise ApiError(provider.auth_status, "Incorrect API key provided (mock)", code="invalid_api_key"
-                           if provider.name in ("openai", "azure") else None)
+            raise provider.auth_error()
         response = await handler(call)
         if controls.reset_after_chunks is not None and not response.prepared and isinstance(response, web.Response):
             return await send_partial(call, response)

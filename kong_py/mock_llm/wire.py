@@ -173,7 +173,12 @@ class Provider:
     error: ErrorRenderer
     keys: Callable[[web.Request], list[str]]
     routes: tuple[tuple[str, str, Handler], ...]
-    auth_status: int = 401  # what a request without the expected key gets
+    auth: tuple[int, str, str | None] = (401, "Invalid API key (mock)", None)  # status, message, code
+
+    def auth_error(self) -> ApiError:
+        """What a request without the expected key gets (never naming the key it sent)."""
+        status, message, code = self.auth
+        return ApiError(status, message, code=code)
 
 
 def bearer(request: web.Request) -> list[str]:

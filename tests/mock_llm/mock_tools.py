@@ -1,0 +1,13 @@
+"""Tool definitions shared by the mock LLM tests."""
+from __future__ import annotations
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                                                    "days": {"type": "integer"}},
+                   "required": ["city"]}}}
+CLAUDE_WEATHER_TOOL = {"name": "get_weather", "description": "The weather in a city",
+                       "input_schema": WEATHER_TOOL["function"]["parameters"]}
+WEATHER_ARGS = {"city": "mock", "unit": "celsius", "days": 1}
+
