@@ -108,19 +108,20 @@ class Stream:
         self.sent += 1
 
     async def end(self) -> None:
-        """Before the closing events: a stall or reset asked for after the last chunk."""
-        await self._checkpoint()
+        """Before the closing events: a stall or reset asked for after N chunks, when the
+        answer had N chunks or fewer (a stream asked to break never ends cleanly)."""
+        await self._checkpoint(final=True)
 
     async def finish(self) -> web.StreamResponse:
         await self.response.write_eof()
         return self.response
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, final: bool = False) -> None:
         controls = self.call.controls
-        if controls.reset_after_chunks is not None and self.sent >= controls.reset_after_chunks:
+        if controls.reset_after_chunks is not None and (final or self.sent >= controls.reset_after_chunks):
             reset(self.call.request)
             raise Aborted
-        if controls.hang_after_chunks is not None and self.sent >= controls.hang_after_chunks:
+        if controls.hang_after_chunks is not None and (final or self.sent >= controls.hang_after_chunks):
             await hang(self.call)
 
 
