@@ -113,10 +113,15 @@ def message(reply: Reply, model: str) -> dict[str, Any]:
             "stop_reason": STOP_REASON[reply.finish], "stop_sequence": reply.stop_sequence, "usage": usage(reply)}
 
 
+def stream_error(message: str) -> bytes:
+    """An ``error`` event, as the API sends when it is overloaded mid-stream."""
+    return sse({"type": "error", "error": {"type": "overloaded_error", "message": message}}, "error")
+
+
 async def stream_message(call: Call, reply: Reply, model: str) -> web.StreamResponse:
     start = message(reply, model) | {"content": [], "stop_reason": None, "stop_sequence": None,
                                      "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": 1}}
-    stream = Stream(call, "text/event-stream")
+    stream = Stream(call, "text/event-stream", error_frame=stream_error)
     await stream.open()
     await stream.frame(sse({"type": "message_start", "message": start}, "message_start"))
     tool = reply.tool_call

@@ -118,7 +118,8 @@ def converse_response(reply: Reply, started: float) -> dict[str, Any]:
 
 
 async def stream_converse(call: Call, reply: Reply, started: float) -> web.StreamResponse:
-    stream = Stream(call, eventstream.CONTENT_TYPE, {"x-amzn-RequestId": new_id("", 32)})
+    stream = Stream(call, eventstream.CONTENT_TYPE, {"x-amzn-RequestId": new_id("", 32)},
+                    error_frame=lambda message: eventstream.exception("internalServerException", message))
     await stream.open()
     await stream.frame(eventstream.event("messageStart", {"role": "assistant"}))
     tool = reply.tool_call

@@ -41,6 +41,7 @@ class Behaviour:
     reset: bool = False                # reset the connection before answering anything
     hang_after_chunks: int | None = None   # stream N content chunks, then stall forever
     reset_after_chunks: int | None = None  # stream N content chunks, then reset the connection
+    stream_error_after_chunks: int | None = None  # stream N content chunks, then an in-stream error
     chunks: int | None = None          # content chunks of a streamed answer (None: one per word)
     chunk_delay_ms: float = 0.0        # pause between two content chunks
     words: int | None = None           # answer N lorem words instead of echoing the prompt
@@ -59,7 +60,7 @@ class Behaviour:
         for name in ("latency_ms", "chunk_delay_ms"):
             if getattr(self, name) < 0:
                 raise ControlError(f"{name} must be >= 0")
-        for name in ("hang_after_chunks", "reset_after_chunks", "words"):
+        for name in ("hang_after_chunks", "reset_after_chunks", "stream_error_after_chunks", "words"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ControlError(f"{name} must be >= 0")
@@ -149,6 +150,7 @@ HEADERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "x-mock-hang-after-chunks": ("hang_after_chunks", _int),
     "x-mock-reset": ("reset", _flag),
     "x-mock-reset-after-chunks": ("reset_after_chunks", _int),
+    "x-mock-stream-error-after-chunks": ("stream_error_after_chunks", _int),
     "x-mock-chunks": ("chunks", _int),
     "x-mock-chunk-delay-ms": ("chunk_delay_ms", _float),
     "x-mock-words": ("words", _int),

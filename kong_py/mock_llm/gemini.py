@@ -109,7 +109,6 @@ def response(reply: Reply, model: str, response_id: str) -> dict[str, Any]:
 async def stream_response(call: Call, reply: Reply, model: str, as_sse: bool) -> web.StreamResponse:
     """Content chunks with running usage, then a last chunk with finishReason and the totals."""
     response_id = new_id("mock")
-    stream = Stream(call, "text/event-stream" if as_sse else "application/json")
     first = True
 
     def item(data: dict[str, Any]) -> bytes:
@@ -120,6 +119,13 @@ async def stream_response(call: Call, reply: Reply, model: str, as_sse: bool) ->
         prefix, first = (b"[" if first else b",\r\n"), False
         return prefix + payload
 
+    def stream_error(message: str) -> bytes:
+        payload = orjson.dumps({"error": {"code": 500, "message": message, "status": "INTERNAL"}})
+        if as_sse:
+            return b"data: " + payload + b"\r\n\r\n"
+        return (b"[" if first else b",\r\n") + payload + b"]"
+
+    stream = Stream(call, "text/event-stream" if as_sse else "application/json", error_frame=stream_error)
     await stream.open()
     done = 0
     pieces: list[tuple[list[dict[str, Any]], int]]

@@ -122,6 +122,11 @@ def usage(reply: Reply) -> dict[str, Any]:
             "total_tokens": reply.total_tokens}
 
 
+def stream_error(message: str) -> bytes:
+    """An error inside a stream: a ``data:`` event with an ``error`` object, and no ``[DONE]``."""
+    return sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+
+
 async def stream_completion(call: Call, reply: Reply, model: str, include_usage: bool) -> web.StreamResponse:
     """``chat.completion.chunk`` events: role, content (or tool-call argument) deltas, finish."""
     head = {"id": new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": int(time.time()),
@@ -133,7 +138,7 @@ async def stream_completion(call: Call, reply: Reply, model: str, include_usage:
             data["usage"] = None
         return sse(data)
 
-    stream = Stream(call, "text/event-stream")
+    stream = Stream(call, "text/event-stream", error_frame=stream_error)
     await stream.open()
     tool = reply.tool_call
     if tool is None:

@@ -27,7 +27,7 @@ from kong_py.mock_llm.gemini import GEMINI
 from kong_py.mock_llm.openai import AZURE, OPENAI
 from kong_py.mock_llm.openai import error as openai_error
 from kong_py.mock_llm.recording import RecordedRequest
-from kong_py.mock_llm.wire import (Aborted, ApiError, Call, Handler, Provider, default_message, hang,
+from kong_py.mock_llm.wire import (Aborted, ApiError, Ended, Call, Handler, Provider, default_message, hang,
                                    json_response, reset, send_partial)
 
 PROVIDERS: tuple[Provider, ...] = (OPENAI, AZURE, ANTHROPIC, GEMINI, BEDROCK)
@@ -181,6 +181,8 @@ class MockLLM:
                 return await self._answer(chosen, handler, call)
             except ApiError as exc:
                 return _error(chosen, exc, controls)
+            except Ended as ended:
+                return ended.response
             except (Aborted, ConnectionResetError):
                 return web.Response()  # the connection is gone; aiohttp drops this quietly
         return endpoint  # type: ignore[return-value]

@@ -24,6 +24,14 @@ class Aborted(Exception):
     """The connection was reset on purpose; nothing more can be sent."""
 
 
+class Ended(Exception):
+    """A stream ended early on purpose (after an in-stream error); its response is complete."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("stream ended")
+        self.response = response
+
+
 @dataclass
 class Call:
     """One request as a provider handler sees it."""
@@ -83,8 +91,10 @@ async def send_partial(call: Call, response: web.Response) -> web.StreamResponse
 class Stream:
     """A streamed answer: frames (opening and closing events) and content chunks."""
 
-    def __init__(self, call: Call, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, call: Call, content_type: str, headers: dict[str, str] | None = None,
+                 error_frame: Callable[[str], bytes] | None = None) -> None:
         self.call = call
+        self.error_frame = error_frame  # the provider's in-stream error event, given its message
         self.response = web.StreamResponse(headers=headers)
         self.response.content_type = content_type
         if content_type == "text/event-stream":
@@ -123,6 +133,11 @@ class Stream:
             raise Aborted
         if controls.hang_after_chunks is not None and (final or self.sent >= controls.hang_after_chunks):
             await hang(self.call)
+        after = controls.stream_error_after_chunks
+        if after is not None and self.error_frame is not None and (final or self.sent >= after):
+            await self.response.write(self.error_frame(controls.error_message or default_message(529)))
+            await self.response.write_eof()
+            raise Ended(self.response)
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

@@ -3,6 +3,7 @@ the same for every provider; and the recording, in process and over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -329,3 +330,54 @@ async def test_start_stop_and_addresses() -> None:
         async with aiohttp.ClientSession() as http:
             status, _, body = await post(http, named, "openai")
         assert status == 200 and body["choices"][0]["message"]["content"] == "lorem ipsum"
+
+
+# -- errors inside a stream ----------------------------------------------------------------------
+
+
+async def test_stream_error_openai(oai: openai.AsyncOpenAI) -> None:
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+                                                   extra_headers={"x-mock-stream-error-after-chunks": "2"})
+        async for chunk in stream:
+            pieces.append(chunk.choices[0].delta.content or "")
+    assert pieces == ["", "one", " two"] and info.value.message == "Overloaded (mock)"
+
+
+async def test_stream_error_anthropic(claude: anthropic.AsyncAnthropic) -> None:
+    texts: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as info:
+        async with claude.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
+                                          messages=USER,  # type: ignore[arg-type]
+                                          extra_headers={"x-mock-stream-error-after-chunks": "1",
+                                                         "x-mock-error-message": "busy"}) as stream:
+            async for text in stream.text_stream:
+                texts.append(text)
+    assert texts == ["one"]
+    assert info.value.body == {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+
+
+@pytest.mark.parametrize("alt", ["?alt=sse", ""])
+async def test_stream_error_gemini(mock_llm: MockLLM, http: aiohttp.ClientSession, alt: str) -> None:
+    url = f"{mock_llm.url}/v1beta/models/gemini-1.5-flash:streamGenerateContent{alt}"
+    async with http.post(url, json=REQUESTS["gemini"][1], headers={"x-mock-stream-error-after-chunks": "1"}) as resp:
+        raw = await resp.read()
+    if alt:
+        items = [json.loads(e.removeprefix(b"data: ")) for e in raw.split(b"\r\n\r\n") if e]
+    else:
+        items = json.loads(raw)  # still a well-formed array
+    assert len(items) == 2 and items[-1]["error"]["status"] == "INTERNAL"
+
+
+async def test_stream_error_bedrock(mock_llm: MockLLM, http: aiohttp.ClientSession) -> None:
+    from botocore.eventstream import EventStreamBuffer
+
+    path, body = STREAMS["bedrock"]
+    async with http.post(mock_llm.url + path, json=body, headers={"x-mock-stream-error-after-chunks": "0"}) as resp:
+        buffer = EventStreamBuffer()
+        buffer.add_data(await resp.read())
+    messages = list(buffer)
+    assert [m.headers.get(":event-type") for m in messages] == ["messageStart", None]
+    assert messages[-1].headers[":message-type"] == "exception"
+    assert messages[-1].headers[":exception-type"] == "internalServerException"
