@@ -259,6 +259,8 @@ def cmd_mock_llm(args: argparse.Namespace) -> int:
     from kong_py.mock_llm import Behaviour, ControlError, is_loopback, run  # lazy: aiohttp app
 
     listen = _parse_listen("--listen", args.listen)
+    if args.record_limit < 0:
+        raise UserError("--record-limit must be >= 0")
     settings = {"latency_ms": args.latency_ms, "chunks": args.chunks, "chunk_delay_ms": args.chunk_delay_ms,
                 "words": args.words, "status": args.status, "api_key": args.api_key}
     if args.models:
@@ -270,7 +272,7 @@ def cmd_mock_llm(args: argparse.Namespace) -> int:
     if not is_loopback(listen.host):
         print(f"warning: the mock LLM listens on {listen}, reachable from other machines", file=sys.stderr)
     try:
-        run(listen.host, listen.port, behaviour)
+        run(listen.host, listen.port, behaviour, record_limit=args.record_limit)
     except OSError as exc:
         raise UserError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     return 0
@@ -334,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", type=int, metavar="CODE", help="answer every request with this error status")
     p.add_argument("--api-key", metavar="KEY", help="refuse requests that do not carry this key (401)")
     p.add_argument("--models", metavar="A,B", help="the models the model lists name")
+    p.add_argument("--record-limit", type=int, default=10_000, metavar="N",
+                   help="recorded requests kept, the latest (default: 10000; 0: none)")
     p.set_defaults(func=cmd_mock_llm)
 
     p = sub.add_parser("version", help="print the version")

@@ -60,8 +60,6 @@ def messages_prompt(call: Call) -> Prompt:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "model: Field required")
-    call.record.model = model
-    call.record.stream = bool(body.get("stream"))
     max_tokens = integer(body.get("max_tokens"), "max_tokens", 1)
     if max_tokens is None:
         raise ApiError(400, "max_tokens: Field required")

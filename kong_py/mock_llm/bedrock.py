@@ -138,9 +138,7 @@ async def stream_converse(call: Call, reply: Reply, started: float) -> web.Strea
 
 
 def _model(call: Call) -> str:
-    model = urllib.parse.unquote(call.request.match_info["model_id"])
-    call.record.model = model
-    return model
+    return urllib.parse.unquote(call.request.match_info["model_id"])
 
 
 async def converse(call: Call) -> web.StreamResponse:
@@ -151,7 +149,6 @@ async def converse(call: Call) -> web.StreamResponse:
 
 async def converse_stream(call: Call) -> web.StreamResponse:
     started = time.monotonic()
-    call.record.stream = True
     prompt = converse_prompt(call.body, _model(call), True)
     return await stream_converse(call, answer(prompt, call.controls, "tooluse_"), started)
 

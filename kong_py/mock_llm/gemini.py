@@ -151,9 +151,7 @@ async def generate(call: Call) -> web.StreamResponse:
     model, _, action = target.rpartition(":")
     if not model or action not in ACTIONS:
         raise ApiError(404, f"models/{target} is not found for API version {call.request.path.split('/')[1]}")
-    call.record.model = model
     stream = action == "streamGenerateContent"
-    call.record.stream = stream
     prompt = content_prompt(call.body, model, stream)
     reply = answer(prompt, call.controls, "")
     if not stream:

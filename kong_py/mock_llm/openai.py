@@ -161,7 +161,6 @@ async def stream_completion(call: Call, reply: Reply, model: str, include_usage:
 async def _chat(call: Call, model: str) -> web.StreamResponse:
     body = _body(call)
     prompt = chat_prompt(body, model)
-    call.record.stream = prompt.stream
     reply = answer(prompt, call.controls, "call_")
     if not prompt.stream:
         return json_response(completion(reply, model))
@@ -174,7 +173,6 @@ def _model(call: Call) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", param="model")
-    call.record.model = model
     return model
 
 
@@ -237,9 +235,7 @@ def _deployment(call: Call) -> str:
     if not call.query.get("api-version"):
         raise ApiError(400, "The api-version query parameter (?api-version=) is required for all requests.",
                        code="MissingApiVersionParameter")
-    deployment = call.request.match_info["deployment"]
-    call.record.model = deployment
-    return deployment
+    return call.request.match_info["deployment"]
 
 
 async def azure_chat_completions(call: Call) -> web.StreamResponse:

@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import sys
+import urllib.parse
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +37,7 @@ RECORD: Any = (web.RequestKey("mock_llm.record", RecordedRequest) if hasattr(web
                else "mock_llm.record")
 MAX_BODY = 64 * 1024 * 1024  # images as base64 make large bodies
 SHUTDOWN_TIMEOUT = 1.0       # seconds streams in progress get when the mock stops
+RECORD_LIMIT = 10_000        # requests kept (the latest): a long benchmark must not eat the memory
 
 log = logging.getLogger("kong_py.mock_llm")
 
@@ -54,17 +56,19 @@ class MockLLM:
 
     ``async with MockLLM(port=0, latency_ms=20) as mock: ... mock.url ... mock.requests``
     or ``mock = await MockLLM.start(); ...; await mock.stop()``. Keyword settings are the
-    fields of ``Behaviour``; ``mock.behaviour`` may be changed while it runs.
+    fields of ``Behaviour``; ``mock.behaviour`` may be changed while it runs. Only the
+    latest ``record_limit`` requests are kept.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None,
-                 *, access_log: bool = False, **settings: Any) -> None:
+                 *, access_log: bool = False, record_limit: int = RECORD_LIMIT, **settings: Any) -> None:
         self.host = host
         self._wanted_port = port
         self.behaviour = behaviour if behaviour is not None else Behaviour()
         if settings:
             self.behaviour.update(**settings)
         self.requests: list[RecordedRequest] = []
+        self.record_limit = record_limit  # the most recent requests kept (0: none)
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -157,7 +161,10 @@ class MockLLM:
         except orjson.JSONDecodeError:
             body = None
         record = RecordedRequest.of(request.method, request.path, request.query, request.headers, raw, body)
-        self.requests.append(record)
+        if self.record_limit > 0:
+            self.requests.append(record)
+            if len(self.requests) > self.record_limit:
+                del self.requests[0]
         request[RECORD] = record
         try:
             return await handler(request)
@@ -250,7 +257,7 @@ def _describe(record: RecordedRequest, provider: Provider, request: web.Request)
     if "deployment" in info:
         record.model = info["deployment"]
     elif "model_id" in info:
-        record.model = info["model_id"]
+        record.model = urllib.parse.unquote(info["model_id"])
     elif "target" in info:
         record.model = info["target"].rpartition(":")[0] or None
     elif isinstance(body.get("model"), str):
@@ -279,18 +286,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(host: str, port: int, behaviour: Behaviour) -> None:
+def run(host: str, port: int, behaviour: Behaviour, record_limit: int = RECORD_LIMIT) -> None:
     """Serve in the foreground until SIGINT or SIGTERM (the ``gateway mock-llm`` command)."""
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
     async def main() -> None:
-        mock = MockLLM(host, port, behaviour, access_log=True)
-        await mock.serve()
-        print(f"mock LLM listening on {mock.url} (Ctrl-C stops it)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before saying it listens: a stop may follow at once
             loop.add_signal_handler(sig, stop.set)
+        mock = MockLLM(host, port, behaviour, access_log=True, record_limit=record_limit)
+        await mock.serve()
+        print(f"mock LLM listening on {mock.url} (Ctrl-C stops it)", flush=True)
         try:
             await stop.wait()
         finally:

@@ -381,3 +381,12 @@ async def test_stream_error_bedrock(mock_llm: MockLLM, http: aiohttp.ClientSessi
     assert [m.headers.get(":event-type") for m in messages] == ["messageStart", None]
     assert messages[-1].headers[":message-type"] == "exception"
     assert messages[-1].headers[":exception-type"] == "internalServerException"
+
+
+async def test_record_limit(http: aiohttp.ClientSession) -> None:
+    async with MockLLM(record_limit=2) as mock:
+        for words in ("1", "2", "3"):
+            await post(http, mock, "openai", {"x-mock-words": words})
+        assert [r.header("x-mock-words") for r in mock.requests] == ["2", "3"]
+    async with MockLLM(record_limit=0) as mock:
+        assert (await post(http, mock, "openai"))[0] == 200 and mock.requests == []
