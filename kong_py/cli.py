@@ -272,7 +272,7 @@ def cmd_mock_llm(args: argparse.Namespace) -> int:
     if not is_loopback(listen.host):
         print(f"warning: the mock LLM listens on {listen}, reachable from other machines", file=sys.stderr)
     try:
-        run(listen.host, listen.port, behaviour, record_limit=args.record_limit)
+        run(listen.host, listen.port, behaviour, record_limit=args.record_limit, access_log=not args.quiet)
     except OSError as exc:
         raise UserError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     return 0
@@ -338,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", metavar="A,B", help="the models the model lists name")
     p.add_argument("--record-limit", type=int, default=10_000, metavar="N",
                    help="recorded requests kept, the latest (default: 10000; 0: none)")
+    p.add_argument("--quiet", action="store_true", help="no line per request (benchmarks)")
     p.set_defaults(func=cmd_mock_llm)
 
     p = sub.add_parser("version", help="print the version")

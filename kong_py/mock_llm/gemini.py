@@ -169,6 +169,9 @@ ROUTES = (
     ("POST", "/v1beta/models/{target}", generate),
     ("POST", "/v1/models/{target}", generate),
     ("GET", "/v1beta/models", models),  # (GET /v1/models is OpenAI's)
+    # Vertex AI's spelling of the same calls (OAuth tokens instead of API keys)
+    ("POST", "/{version:v1|v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{target}",
+     generate),
 )
 # Google answers a wrong key with a 400, not a 401
 GEMINI = Provider("gemini", error, keys, ROUTES, auth=(400, "API key not valid. Please pass a valid API key.", None))

@@ -286,7 +286,8 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(host: str, port: int, behaviour: Behaviour, record_limit: int = RECORD_LIMIT) -> None:
+def run(host: str, port: int, behaviour: Behaviour, record_limit: int = RECORD_LIMIT,
+        access_log: bool = True) -> None:
     """Serve in the foreground until SIGINT or SIGTERM (the ``gateway mock-llm`` command)."""
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
@@ -295,7 +296,7 @@ def run(host: str, port: int, behaviour: Behaviour, record_limit: int = RECORD_L
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # before saying it listens: a stop may follow at once
             loop.add_signal_handler(sig, stop.set)
-        mock = MockLLM(host, port, behaviour, access_log=True, record_limit=record_limit)
+        mock = MockLLM(host, port, behaviour, access_log=access_log, record_limit=record_limit)
         await mock.serve()
         print(f"mock LLM listening on {mock.url} (Ctrl-C stops it)", flush=True)
         try:

@@ -65,11 +65,17 @@ def test_cli_answers_and_stops_on_ctrl_c(mock_process: tuple[subprocess.Popen[st
     assert "POST /v1/chat/completions" in out  # one line a request
 
 
-def test_cli_sigterm(mock_process: tuple[subprocess.Popen[str], int]) -> None:
-    proc, port = mock_process
-    proc.terminate()
-    proc.wait(10)
-    assert proc.returncode == 0
+def test_cli_sigterm_and_quiet() -> None:
+    port = free_port()
+    proc = start("--listen", f"127.0.0.1:{port}", "--quiet")
+    try:
+        wait_listening(proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "GET /v1/models" not in out
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 

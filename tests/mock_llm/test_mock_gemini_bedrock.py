@@ -263,3 +263,15 @@ async def test_sigv4_signed_by_hand(start_mock_llm, http: aiohttp.ClientSession)
         assert resp.status == 200
     seen = mock.requests[-1]
     assert seen.header("x-amz-security-token") == "session-token" and seen.header("x-amz-date")
+
+
+async def test_gemini_on_vertex_paths(mock_llm: MockLLM, http: aiohttp.ClientSession) -> None:
+    base = f"{mock_llm.url}/v1/projects/my-project/locations/us-central1/publishers/google/models/{GEMINI}"
+    async with http.post(base + ":generateContent", json=gemini_body("vertex hello"),
+                         headers={"Authorization": "Bearer ya29.token"}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["candidates"][0]["content"]["parts"] == [{"text": "vertex hello"}]
+    async with http.post(base + ":streamGenerateContent?alt=sse", json=gemini_body("a b")) as resp:
+        assert resp.status == 200 and b"finishReason" in await resp.read()
+    assert [(r.provider, r.model, r.stream) for r in mock_llm.requests] == [
+        ("gemini", GEMINI, False), ("gemini", GEMINI, True)]
