@@ -92,7 +92,7 @@ def messages_prompt(call: Call) -> Prompt:
         prompt.tools.append(Tool(tool["name"], tool.get("input_schema") or {}))
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
-        kind = choice.get("type")
+        kind = str(choice.get("type"))
         prompt.tool_choice = {"none": "none", "any": "any", "tool": choice.get("name")}.get(kind)
     return prompt
 

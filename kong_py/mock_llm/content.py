@@ -252,6 +252,7 @@ def text_of(content: Any) -> str:
                 elif part.get("type") == "tool_result":
                     texts.append(text_of(part.get("content")))
         return " ".join(t for t in texts if t)
-    if isinstance(content, dict) and isinstance(content.get("text"), str):
-        return content["text"]
+    if isinstance(content, dict):
+        text = content.get("text")
+        return text if isinstance(text, str) else ""
     return ""

@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from multidict import CIMultiDictProxy, MultiDictProxy
-
 
 @dataclass
 class RecordedRequest:
@@ -40,7 +38,7 @@ class RecordedRequest:
         }
 
     @classmethod
-    def of(cls, method: str, path: str, query: MultiDictProxy[str], headers: CIMultiDictProxy[str],
+    def of(cls, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
            raw_body: bytes, body: Any) -> RecordedRequest:
         return cls(method, path, _join(query), _join(headers, lower=True), body, raw_body)
 

@@ -16,7 +16,7 @@ import socket
 import sys
 import urllib.parse
 from types import TracebackType
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -152,7 +152,8 @@ class MockLLM:
         return app
 
     @web.middleware
-    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _record(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.path.startswith("/__mock/"):
             return await handler(request)
         raw = await request.read()
@@ -173,7 +174,7 @@ class MockLLM:
         except web.HTTPMethodNotAllowed:
             return openai_error(ApiError(405, f"Method not allowed ({request.method} {request.path})"))
 
-    def _endpoint(self, provider: Provider, handler: Handler) -> Handler:  # type: ignore[return-value]
+    def _endpoint(self, provider: Provider, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             record: RecordedRequest = request[RECORD]
             chosen = _variant(provider, request)
@@ -192,9 +193,9 @@ class MockLLM:
                 return ended.response
             except (Aborted, ConnectionResetError):
                 return web.Response()  # the connection is gone; aiohttp drops this quietly
-        return endpoint  # type: ignore[return-value]
+        return endpoint
 
-    async def _answer(self, provider: Provider, handler: Any, call: Call) -> web.StreamResponse:
+    async def _answer(self, provider: Provider, handler: Handler, call: Call) -> web.StreamResponse:
         controls = call.controls
         if controls.latency_ms:
             await asyncio.sleep(controls.latency_ms / 1000)

@@ -8,7 +8,7 @@ import anthropic
 import pytest
 
 from kong_py.mock_llm import MockLLM
-from mock_tools import CLAUDE_WEATHER_TOOL, WEATHER_ARGS
+from mock_tools import CLAUDE_WEATHER_TOOL, StartMock, WEATHER_ARGS
 
 MODEL = "claude-3-5-sonnet-20241022"
 USER = [{"role": "user", "content": "hello there, gateway"}]
@@ -31,7 +31,7 @@ async def test_message(claude: anthropic.AsyncAnthropic, mock_llm: MockLLM) -> N
 
 
 async def test_stream(claude: anthropic.AsyncAnthropic) -> None:
-    async with claude.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:  # type: ignore[arg-type]
+    async with claude.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:
         texts = [t async for t in stream.text_stream]
         final = await stream.get_final_message()
     assert texts == ["hello", " there,", " gateway"]
@@ -63,8 +63,8 @@ async def test_stream_wire_format(mock_llm: MockLLM, http: aiohttp.ClientSession
 
 async def test_tool_use(claude: anthropic.AsyncAnthropic) -> None:
     messages = [{"role": "user", "content": "Weather in Paris? call tool get_weather"}]
-    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=messages,  # type: ignore[arg-type]
-                                     tools=[CLAUDE_WEATHER_TOOL])  # type: ignore[list-item]
+    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=messages,
+                                     tools=[CLAUDE_WEATHER_TOOL])
     assert m.stop_reason == "tool_use"
     [block] = m.content
     assert block.type == "tool_use" and block.id.startswith("toolu_")
@@ -73,15 +73,15 @@ async def test_tool_use(claude: anthropic.AsyncAnthropic) -> None:
     followup = messages + [
         {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "rainy"}]}]
-    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=followup,  # type: ignore[arg-type]
-                                     tools=[CLAUDE_WEATHER_TOOL])  # type: ignore[list-item]
-    assert m.stop_reason == "end_turn" and m.content[0].text == "Tool result: rainy"  # type: ignore[union-attr]
+    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=followup,
+                                     tools=[CLAUDE_WEATHER_TOOL])
+    assert m.stop_reason == "end_turn" and m.content[0].text == "Tool result: rainy"
 
 
 async def test_tool_use_streamed(claude: anthropic.AsyncAnthropic, mock_llm: MockLLM,
                                  http: aiohttp.ClientSession) -> None:
-    async with claude.messages.stream(model=MODEL, max_tokens=100, messages=USER,  # type: ignore[arg-type]
-                                      tools=[CLAUDE_WEATHER_TOOL],  # type: ignore[list-item]
+    async with claude.messages.stream(model=MODEL, max_tokens=100, messages=USER,
+                                      tools=[CLAUDE_WEATHER_TOOL],
                                       tool_choice={"type": "tool", "name": "get_weather"}) as stream:
         final = await stream.get_final_message()
     [block] = final.content
@@ -101,25 +101,26 @@ async def test_tool_use_streamed(claude: anthropic.AsyncAnthropic, mock_llm: Moc
 
 async def test_stop_sequences_and_max_tokens(claude: anthropic.AsyncAnthropic) -> None:
     messages = [{"role": "user", "content": "alpha beta gamma delta"}]
-    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=messages,  # type: ignore[arg-type]
+    m = await claude.messages.create(model=MODEL, max_tokens=100, messages=messages,
                                      stop_sequences=["gamma"])
-    assert (m.content[0].text, m.stop_reason, m.stop_sequence) == ("alpha beta ", "stop_sequence", "gamma")  # type: ignore[union-attr]
-    m = await claude.messages.create(model=MODEL, max_tokens=3, messages=messages)  # type: ignore[arg-type]
-    assert (m.content[0].text, m.stop_reason) == ("alpha beta gamma", "max_tokens")  # type: ignore[union-attr]
+    assert (m.content[0].text, m.stop_reason, m.stop_sequence) == ("alpha beta ", "stop_sequence", "gamma")
+    m = await claude.messages.create(model=MODEL, max_tokens=3, messages=messages)
+    assert (m.content[0].text, m.stop_reason) == ("alpha beta gamma", "max_tokens")
 
 
 async def test_validation_like_anthropic(claude: anthropic.AsyncAnthropic, mock_llm: MockLLM,
                                          http: aiohttp.ClientSession) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
-        await claude.messages.create(model=MODEL, max_tokens=10,  # type: ignore[arg-type]
+        await claude.messages.create(model=MODEL, max_tokens=10,
                                      messages=[{"role": "system", "content": "no"}, *USER])
     assert 'Unexpected role "system"' in info.value.message
-    assert info.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert info.value.body["error"]["type"] == "invalid_request_error"
     async with http.post(mock_llm.url + "/v1/messages", json={"model": MODEL, "messages": USER},
                          headers={"anthropic-version": "2023-06-01"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["message"] == "max_tokens: Field required"
-    async with http.post(mock_llm.url + "/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": USER}) as resp:
+    no_version = {"model": MODEL, "max_tokens": 5, "messages": USER}
+    async with http.post(mock_llm.url + "/v1/messages", json=no_version) as resp:
         body = await resp.json()
         assert resp.status == 400 and body["type"] == "error"
         assert body["error"] == {"type": "invalid_request_error", "message": "anthropic-version: header is required"}
@@ -137,7 +138,7 @@ async def test_validation_like_anthropic(claude: anthropic.AsyncAnthropic, mock_
 async def test_error_status(claude: anthropic.AsyncAnthropic, status: int, error: type[anthropic.APIStatusError],
                             kind: str) -> None:
     with pytest.raises(error) as info:
-        await claude.messages.create(model=MODEL, max_tokens=10, messages=USER,  # type: ignore[arg-type]
+        await claude.messages.create(model=MODEL, max_tokens=10, messages=USER,
                                      extra_headers={"x-mock-status": str(status)})
     assert info.value.status_code == status
     body = info.value.body
@@ -149,19 +150,19 @@ async def test_error_status(claude: anthropic.AsyncAnthropic, status: int, error
 async def test_rate_limit_streamed_request(claude: anthropic.AsyncAnthropic) -> None:
     """A forced status answers before any stream starts, as the API does."""
     with pytest.raises(anthropic.RateLimitError):
-        async with claude.messages.stream(model=MODEL, max_tokens=10, messages=USER,  # type: ignore[arg-type]
+        async with claude.messages.stream(model=MODEL, max_tokens=10, messages=USER,
                                           extra_headers={"x-mock-status": "429", "x-mock-retry-after": "7"}) as s:
             await s.get_final_message()
 
 
-async def test_api_key_setting(start_mock_llm) -> None:  # type: ignore[no-untyped-def]
+async def test_api_key_setting(start_mock_llm: StartMock) -> None:
     mock = await start_mock_llm(api_key="sk-ant-right")
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="sk-ant-wrong", max_retries=0) as client:
         with pytest.raises(anthropic.AuthenticationError) as info:
-            await client.messages.create(model=MODEL, max_tokens=5, messages=USER)  # type: ignore[arg-type]
-        assert info.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+            await client.messages.create(model=MODEL, max_tokens=5, messages=USER)
+        assert info.value.body["error"]["type"] == "authentication_error"
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="sk-ant-right", max_retries=0) as client:
-        assert (await client.messages.create(model=MODEL, max_tokens=5, messages=USER)).content  # type: ignore[arg-type]
+        assert (await client.messages.create(model=MODEL, max_tokens=5, messages=USER)).content
 
 
 async def test_models_in_anthropic_shape(claude: anthropic.AsyncAnthropic, mock_llm: MockLLM) -> None:
@@ -174,6 +175,6 @@ async def test_models_in_anthropic_shape(claude: anthropic.AsyncAnthropic, mock_
 
 
 async def test_count_tokens(claude: anthropic.AsyncAnthropic, mock_llm: MockLLM) -> None:
-    counted = await claude.messages.count_tokens(model=MODEL, messages=USER)  # type: ignore[arg-type]
+    counted = await claude.messages.count_tokens(model=MODEL, messages=USER)
     assert counted.input_tokens == 3
     assert "max_tokens" not in mock_llm.requests[-1].body  # the record keeps what was sent

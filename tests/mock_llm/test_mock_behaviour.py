@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from kong_py.mock_llm import Behaviour, ControlError, MockLLM
+from mock_tools import StartMock
 
 USER = [{"role": "user", "content": "one two three four five"}]
 
@@ -96,7 +97,7 @@ async def test_latency_before_the_first_byte(mock_llm: MockLLM, http: aiohttp.Cl
     assert status == 500 and time.monotonic() - started >= 0.15
 
 
-async def test_process_settings_and_runtime_changes(start_mock_llm, http: aiohttp.ClientSession) -> None:  # type: ignore[no-untyped-def]
+async def test_process_settings_and_runtime_changes(start_mock_llm: StartMock, http: aiohttp.ClientSession) -> None:
     mock = await start_mock_llm(latency_ms=120, status=503)
     started = time.monotonic()
     status, _, _ = await post(http, mock, "openai")
@@ -150,7 +151,7 @@ async def test_hang_until_the_client_times_out(oai: openai.AsyncOpenAI, mock_llm
     started = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         await oai.with_options(timeout=0.5).chat.completions.create(
-            model="gpt-4o", messages=USER, extra_headers={"x-mock-hang": "1"})  # type: ignore[arg-type]
+            model="gpt-4o", messages=USER, extra_headers={"x-mock-hang": "1"})
     assert 0.5 <= time.monotonic() - started < 5
     assert len(mock_llm.requests) == 1  # recorded all the same
 
@@ -159,14 +160,14 @@ async def test_hang_after_chunks(oai: openai.AsyncOpenAI) -> None:
     pieces: list[str] = []
     with pytest.raises(openai.APITimeoutError):
         stream = await oai.with_options(timeout=0.5).chat.completions.create(
-            model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+            model="gpt-4o", messages=USER, stream=True,
             extra_headers={"x-mock-hang-after-chunks": "2"})
         async for chunk in stream:
             pieces.append(chunk.choices[0].delta.content or "")
     assert pieces == ["", "one", " two"]  # the role chunk, then two content chunks
 
 
-async def test_stopping_the_mock_ends_a_hang(start_mock_llm, http: aiohttp.ClientSession) -> None:  # type: ignore[no-untyped-def]
+async def test_stopping_the_mock_ends_a_hang(start_mock_llm: StartMock, http: aiohttp.ClientSession) -> None:
     mock = await start_mock_llm(hang=True)
     request = asyncio.ensure_future(post(http, mock, "openai"))
     await asyncio.sleep(0.2)
@@ -181,7 +182,7 @@ async def test_stopping_the_mock_ends_a_hang(start_mock_llm, http: aiohttp.Clien
 async def test_reset_before_answering(oai: openai.AsyncOpenAI, http: aiohttp.ClientSession,
                                       mock_llm: MockLLM) -> None:
     with pytest.raises(openai.APIConnectionError):
-        await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-reset": "1"})
     with pytest.raises(aiohttp.ClientError):
         await post(http, mock_llm, "bedrock", {"x-mock-reset": "1"})
@@ -190,7 +191,7 @@ async def test_reset_before_answering(oai: openai.AsyncOpenAI, http: aiohttp.Cli
 async def test_reset_mid_stream(oai: openai.AsyncOpenAI) -> None:
     pieces: list[str] = []
     with pytest.raises(openai.APIConnectionError):
-        stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+        stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
                                                    extra_headers={"x-mock-reset-after-chunks": "3"})
         async for chunk in stream:
             pieces.append(chunk.choices[0].delta.content or "")
@@ -201,7 +202,7 @@ async def test_reset_mid_stream_anthropic(claude: anthropic.AsyncAnthropic) -> N
     texts: list[str] = []
     with pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)):
         async with claude.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
-                                          messages=USER,  # type: ignore[arg-type]
+                                          messages=USER,
                                           extra_headers={"x-mock-reset-after-chunks": "1"}) as stream:
             async for text in stream.text_stream:
                 texts.append(text)
@@ -239,7 +240,7 @@ async def test_reset_after_chunks_larger_than_the_answer(mock_llm: MockLLM, http
 async def test_reset_in_a_non_streamed_body(oai: openai.AsyncOpenAI, mock_llm: MockLLM,
                                             http: aiohttp.ClientSession) -> None:
     with pytest.raises(openai.APIConnectionError):
-        await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-reset-after-chunks": "1"})
     path, body, headers = REQUESTS["anthropic"]
     with pytest.raises(aiohttp.ClientPayloadError):
@@ -262,7 +263,7 @@ KEY_PLACES = {
 
 
 @pytest.mark.parametrize("provider", sorted(KEY_PLACES))
-async def test_api_key_where_each_provider_takes_it(start_mock_llm, http: aiohttp.ClientSession,  # type: ignore[no-untyped-def]
+async def test_api_key_where_each_provider_takes_it(start_mock_llm: StartMock, http: aiohttp.ClientSession,
                                                     provider: str) -> None:
     mock = await start_mock_llm(api_key="K")
     refused, _, body = await post(http, mock, provider)
@@ -338,7 +339,7 @@ async def test_start_stop_and_addresses() -> None:
 async def test_stream_error_openai(oai: openai.AsyncOpenAI) -> None:
     pieces: list[str] = []
     with pytest.raises(openai.APIError) as info:
-        stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+        stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
                                                    extra_headers={"x-mock-stream-error-after-chunks": "2"})
         async for chunk in stream:
             pieces.append(chunk.choices[0].delta.content or "")
@@ -349,7 +350,7 @@ async def test_stream_error_anthropic(claude: anthropic.AsyncAnthropic) -> None:
     texts: list[str] = []
     with pytest.raises(anthropic.APIStatusError) as info:
         async with claude.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
-                                          messages=USER,  # type: ignore[arg-type]
+                                          messages=USER,
                                           extra_headers={"x-mock-stream-error-after-chunks": "1",
                                                          "x-mock-error-message": "busy"}) as stream:
             async for text in stream.text_stream:

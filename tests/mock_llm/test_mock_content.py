@@ -42,13 +42,14 @@ def test_tool_choice_rules() -> None:
     call = answer(ask, Behaviour(), "call_").tool_call
     assert call is not None and call.name == "second" and call.id.startswith("call_")
     vague = Prompt(model="m", last_user="call tool", tools=tools)
-    assert answer(vague, Behaviour(), "x").tool_call.name == "first"  # type: ignore[union-attr]
-    assert answer(vague, Behaviour(), "x").tool_call.arguments == {"n": 1.5}  # type: ignore[union-attr]
+    assert answer(vague, Behaviour(), "x").tool_call.name == "first"
+    assert answer(vague, Behaviour(), "x").tool_call.arguments == {"n": 1.5}
     assert answer(Prompt(model="m", last_user="call tool", tools=tools, tool_choice="none"),
                   Behaviour(), "x").tool_call is None
-    assert answer(Prompt(model="m", tools=tools, tool_choice="any"), Behaviour(), "x").tool_call.name == "first"  # type: ignore[union-attr]
+    assert answer(Prompt(model="m", tools=tools, tool_choice="any"), Behaviour(), "x").tool_call.name == "first"
     forced = answer(Prompt(model="m", tools=tools), Behaviour(tool="second", tool_args={"k": "v"}), "x")
-    assert forced.tool_call is not None and (forced.tool_call.name, forced.tool_call.arguments) == ("second", {"k": "v"})
+    assert forced.tool_call is not None
+    assert (forced.tool_call.name, forced.tool_call.arguments) == ("second", {"k": "v"})
     assert forced.finish == "tool"
     # a header cannot conjure tools the request did not offer
     assert answer(Prompt(model="m"), Behaviour(tool="second"), "x").tool_call is None

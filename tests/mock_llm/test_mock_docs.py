@@ -30,7 +30,7 @@ def test_every_setting_is_named() -> None:
 def test_every_command_option_is_documented() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    command = sub.choices["mock-llm"]  # type: ignore[index]
+    command = sub.choices["mock-llm"]
     options = {o for a in command._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
     table = set(re.findall(r"^\| `(--[a-z-]+)` \|", section("The command"), re.MULTILINE))
     assert table == options

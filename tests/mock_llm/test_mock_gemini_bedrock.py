@@ -16,11 +16,11 @@ from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError
 
 from kong_py.mock_llm import MockLLM
-from mock_tools import WEATHER_ARGS, WEATHER_TOOL
+from mock_tools import StartMock, WEATHER_ARGS, WEATHER_TOOL
 
 GEMINI = "gemini-1.5-flash"
 BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
-SCHEMA = WEATHER_TOOL["function"]["parameters"]  # type: ignore[index]
+SCHEMA = WEATHER_TOOL["function"]["parameters"]
 
 
 def gemini_body(text: str, **extra: Any) -> dict[str, Any]:
@@ -121,7 +121,7 @@ async def test_gemini_errors(mock_llm: MockLLM, http: aiohttp.ClientSession) -> 
         assert resp.status == 404 and (await resp.json())["error"]["status"] == "NOT_FOUND"
 
 
-async def test_gemini_key_in_query(start_mock_llm, http: aiohttp.ClientSession) -> None:  # type: ignore[no-untyped-def]
+async def test_gemini_key_in_query(start_mock_llm: StartMock, http: aiohttp.ClientSession) -> None:
     mock = await start_mock_llm(api_key="g-right")
     url = f"{mock.url}/v1beta/models/{GEMINI}:generateContent"
     async with http.post(url + "?key=g-wrong", json=gemini_body("x")) as resp:
@@ -214,7 +214,7 @@ def _bedrock_client(url: str, key_id: str) -> Any:
                                  aws_access_key_id=key_id, aws_secret_access_key="mock-secret")
 
 
-async def test_botocore_client(start_mock_llm) -> None:  # type: ignore[no-untyped-def]
+async def test_botocore_client(start_mock_llm: StartMock) -> None:
     """botocore's bedrock-runtime client (SigV4-signed, model id URL-encoded) accepts every answer."""
     mock = await start_mock_llm(api_key="AKIDMOCK")
     client = _bedrock_client(mock.url, "AKIDMOCK")
@@ -252,7 +252,7 @@ async def test_botocore_client(start_mock_llm) -> None:  # type: ignore[no-untyp
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-async def test_sigv4_signed_by_hand(start_mock_llm, http: aiohttp.ClientSession) -> None:  # type: ignore[no-untyped-def]
+async def test_sigv4_signed_by_hand(start_mock_llm: StartMock, http: aiohttp.ClientSession) -> None:
     """What the credentials plugin will do: sign with botocore, send with another client."""
     mock = await start_mock_llm(api_key="AKIDHAND")
     url = f"{mock.url}/model/{BEDROCK}/converse"

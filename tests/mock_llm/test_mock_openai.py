@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from kong_py.mock_llm import MockLLM
-from mock_tools import WEATHER_ARGS, WEATHER_TOOL
+from mock_tools import StartMock, WEATHER_ARGS, WEATHER_TOOL
 
 USER = [{"role": "user", "content": "hello there, gateway"}]
 
@@ -17,7 +17,7 @@ USER = [{"role": "user", "content": "hello there, gateway"}]
 async def test_chat_completion_echoes_the_last_user_message(oai: openai.AsyncOpenAI, mock_llm: MockLLM) -> None:
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first question"},
                 {"role": "assistant", "content": "first answer"}, *USER]
-    r = await oai.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-") and r.created > 0
     assert r.model == "gpt-4o-mini"
     choice = r.choices[0]
@@ -35,7 +35,7 @@ async def test_chat_completion_echoes_the_last_user_message(oai: openai.AsyncOpe
 
 
 async def test_chat_stream_with_usage(oai: openai.AsyncOpenAI) -> None:
-    stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
                                                stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
@@ -71,7 +71,7 @@ async def test_chat_stream_wire_format(mock_llm: MockLLM, http: aiohttp.ClientSe
 async def test_chunks_and_chunk_delay(oai: openai.AsyncOpenAI) -> None:
     started = time.monotonic()
     stream = await oai.chat.completions.create(
-        model="gpt-4o", messages=USER, stream=True,  # type: ignore[arg-type]
+        model="gpt-4o", messages=USER, stream=True,
         extra_headers={"x-mock-chunks": "6", "x-mock-chunk-delay-ms": "40"})
     arrivals = []
     pieces = []
@@ -86,27 +86,27 @@ async def test_chunks_and_chunk_delay(oai: openai.AsyncOpenAI) -> None:
 
 
 async def test_words_and_reply_headers(oai: openai.AsyncOpenAI) -> None:
-    r = await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-words": "5"})
     assert r.choices[0].message.content == "lorem ipsum dolor sit amet"
     assert r.usage is not None and r.usage.completion_tokens == 5
-    r = await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-reply": "exactly this"})
     assert r.choices[0].message.content == "exactly this"
 
 
 async def test_max_tokens_and_stop(oai: openai.AsyncOpenAI) -> None:
     messages = [{"role": "user", "content": "one two three four five"}]
-    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=2)  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=2)
     assert (r.choices[0].message.content, r.choices[0].finish_reason) == ("one two", "length")
     assert r.usage is not None and r.usage.completion_tokens == 2
-    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, stop=[" four"])  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, stop=[" four"])
     assert (r.choices[0].message.content, r.choices[0].finish_reason) == ("one two three", "stop")
 
 
 async def test_tool_call(oai: openai.AsyncOpenAI, mock_llm: MockLLM) -> None:
     messages = [{"role": "user", "content": "What is the weather? Please call tool get_weather."}]
-    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])  # type: ignore[arg-type, list-item]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     [call] = choice.message.tool_calls or []
@@ -118,7 +118,7 @@ async def test_tool_call(oai: openai.AsyncOpenAI, mock_llm: MockLLM) -> None:
     followup = messages + [
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 degrees"}]
-    r = await oai.chat.completions.create(model="gpt-4o", messages=followup, tools=[WEATHER_TOOL])  # type: ignore[arg-type, list-item]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=followup, tools=[WEATHER_TOOL])
     assert r.choices[0].finish_reason == "stop"
     assert r.choices[0].message.content == "Tool result: sunny, 21 degrees"
     assert mock_llm.requests[-1].body["messages"][-1]["tool_call_id"] == call.id
@@ -128,20 +128,20 @@ async def test_tool_call_by_header_and_tool_choice(oai: openai.AsyncOpenAI) -> N
     other = {"type": "function", "function": {"name": "lookup", "parameters": {
         "type": "object", "properties": {"q": {"type": "string"}}}}}
     tools = [WEATHER_TOOL, other]
-    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,
                                           extra_headers={"x-mock-tool": "lookup",
                                                          "x-mock-tool-args": '{"q": "kong"}'})
     [call] = r.choices[0].message.tool_calls or []
     assert (call.function.name, json.loads(call.function.arguments)) == ("lookup", {"q": "kong"})
 
-    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,
                                           tool_choice={"type": "function", "function": {"name": "lookup"}})
     assert (r.choices[0].message.tool_calls or [])[0].function.name == "lookup"
-    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-4o", messages=USER, tools=tools,
                                           tool_choice="required")
     assert (r.choices[0].message.tool_calls or [])[0].function.name == "get_weather"
     r = await oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "call tool"}],
-                                          tools=tools, tool_choice="none")  # type: ignore[arg-type]
+                                          tools=tools, tool_choice="none")
     assert r.choices[0].message.tool_calls is None and r.choices[0].message.content == "call tool"
     # no tools offered: "call tool" is only text
     r = await oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "call tool"}])
@@ -150,7 +150,7 @@ async def test_tool_call_by_header_and_tool_choice(oai: openai.AsyncOpenAI) -> N
 
 async def test_tool_call_streamed(oai: openai.AsyncOpenAI) -> None:
     messages = [{"role": "user", "content": "call tool"}]
-    stream = await oai.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL],  # type: ignore[arg-type, list-item]
+    stream = await oai.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL],
                                                stream=True, extra_headers={"x-mock-chunks": "4"})
     chunks = [c async for c in stream]
     deltas = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
@@ -163,8 +163,8 @@ async def test_tool_call_streamed(oai: openai.AsyncOpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
     # the SDK's own stream helper assembles the same call
-    async with oai.chat.completions.stream(model="gpt-4o", messages=messages,  # type: ignore[arg-type]
-                                           tools=[WEATHER_TOOL]) as helper:  # type: ignore[list-item]
+    async with oai.chat.completions.stream(model="gpt-4o", messages=messages,
+                                           tools=[WEATHER_TOOL]) as helper:
         final = await helper.get_final_completion()
     [call] = final.choices[0].message.tool_calls or []
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == WEATHER_ARGS
@@ -195,7 +195,7 @@ async def test_models(oai: openai.AsyncOpenAI) -> None:
     assert info.value.code == "model_not_found"
 
 
-async def test_models_setting(start_mock_llm) -> None:  # type: ignore[no-untyped-def]
+async def test_models_setting(start_mock_llm: StartMock) -> None:
     mock = await start_mock_llm(models=("only-one",))
     async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="k", max_retries=0) as client:
         assert [m.id for m in (await client.models.list()).data] == ["only-one"]
@@ -207,7 +207,7 @@ async def test_models_setting(start_mock_llm) -> None:  # type: ignore[no-untype
 ])
 async def test_error_status(oai: openai.AsyncOpenAI, status: int, error: type[openai.APIStatusError]) -> None:
     with pytest.raises(error) as info:
-        await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-status": str(status),
                                                          "x-mock-error-message": "planned failure"})
     assert info.value.status_code == status
@@ -219,7 +219,7 @@ async def test_error_status(oai: openai.AsyncOpenAI, status: int, error: type[op
 
 async def test_rate_limit_with_retry_after(oai: openai.AsyncOpenAI, mock_llm: MockLLM) -> None:
     with pytest.raises(openai.RateLimitError) as info:
-        await oai.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="gpt-4o", messages=USER,
                                           extra_headers={"x-mock-status": "429"})
     assert info.value.status_code == 429
     assert info.value.response.headers["retry-after"] == "1"
@@ -230,7 +230,7 @@ async def test_rate_limit_with_retry_after(oai: openai.AsyncOpenAI, mock_llm: Mo
     client = oai.with_options(max_retries=2)
     started = time.monotonic()
     with pytest.raises(openai.RateLimitError):
-        await client.chat.completions.create(model="gpt-4o", messages=USER,  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-4o", messages=USER,
                                              extra_headers={"x-mock-status": "429", "x-mock-retry-after": "0.3"})
     assert time.monotonic() - started >= 0.5
     assert len(mock_llm.requests) == 3
@@ -241,7 +241,7 @@ async def test_request_validation(oai: openai.AsyncOpenAI, mock_llm: MockLLM, ht
         await oai.chat.completions.create(model="gpt-4o", messages=[])
     assert info.value.param == "messages"
     with pytest.raises(openai.BadRequestError) as info:
-        await oai.chat.completions.create(model="", messages=USER)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="", messages=USER)
     assert info.value.param == "model"
     async with http.post(mock_llm.url + "/v1/chat/completions", data=b"{not json",
                          headers={"content-type": "application/json"}) as resp:
@@ -250,14 +250,14 @@ async def test_request_validation(oai: openai.AsyncOpenAI, mock_llm: MockLLM, ht
     assert mock_llm.requests[-1].body is None and mock_llm.requests[-1].raw_body == b"{not json"
 
 
-async def test_api_key_setting(start_mock_llm) -> None:  # type: ignore[no-untyped-def]
+async def test_api_key_setting(start_mock_llm: StartMock) -> None:
     mock = await start_mock_llm(api_key="sk-right")
     async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="sk-wrong", max_retries=0) as client:
         with pytest.raises(openai.AuthenticationError) as info:
-            await client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=USER)
         assert info.value.code == "invalid_api_key" and "sk-wrong" not in str(info.value)
     async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="sk-right", max_retries=0) as client:
-        r = await client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+        r = await client.chat.completions.create(model="gpt-4o", messages=USER)
         assert r.choices[0].message.content
 
 
@@ -265,18 +265,18 @@ async def test_azure_openai(mock_llm: MockLLM) -> None:
     client = openai.AsyncAzureOpenAI(azure_endpoint=mock_llm.url, api_key="azure-key",
                                      api_version="2024-10-21", max_retries=0)
     async with client:
-        r = await client.chat.completions.create(model="my-gpt4o-deployment", messages=USER)  # type: ignore[arg-type]
+        r = await client.chat.completions.create(model="my-gpt4o-deployment", messages=USER)
         assert r.model == "my-gpt4o-deployment" and r.choices[0].message.content == "hello there, gateway"
-        stream = await client.chat.completions.create(model="my-gpt4o-deployment", messages=USER,  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="my-gpt4o-deployment", messages=USER,
                                                       stream=True)
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == \
             "hello there, gateway"
         e = await client.embeddings.create(model="my-embedding", input="x y")
         assert e.model == "my-embedding" and e.usage.prompt_tokens == 2
         with pytest.raises(openai.RateLimitError) as info:
-            await client.chat.completions.create(model="d", messages=USER,  # type: ignore[arg-type]
+            await client.chat.completions.create(model="d", messages=USER,
                                                  extra_headers={"x-mock-status": "429"})
-        assert info.value.body["code"] == "429"  # type: ignore[index]
+        assert info.value.body["code"] == "429"
     seen = mock_llm.requests[0]
     assert (seen.path, seen.query, seen.provider, seen.model) == (
         "/openai/deployments/my-gpt4o-deployment/chat/completions", {"api-version": "2024-10-21"},
