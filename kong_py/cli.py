@@ -1,4 +1,4 @@
-"""``gateway`` command line: start/stop/health/check/migrations/version.
+"""``gateway`` command line: start/stop/health/check/migrations/version, and mock-llm.
 
 User mistakes (bad configuration, not running, already running) end with one
 ``Error: ...`` line on stderr and exit status 1, never a traceback.
@@ -253,6 +253,31 @@ def cmd_migrations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mock_llm(args: argparse.Namespace) -> int:
+    """A mock LLM provider server in the foreground (docs/mock-llm.md); Ctrl-C stops it."""
+    from kong_py.config import _parse_listen
+    from kong_py.mock_llm import Behaviour, ControlError, is_loopback, run  # lazy: aiohttp app
+
+    listen = _parse_listen("--listen", args.listen)
+    if args.record_limit < 0:
+        raise UserError("--record-limit must be >= 0")
+    settings = {"latency_ms": args.latency_ms, "chunks": args.chunks, "chunk_delay_ms": args.chunk_delay_ms,
+                "words": args.words, "status": args.status, "api_key": args.api_key}
+    if args.models:
+        settings["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    try:
+        behaviour = Behaviour(**{k: v for k, v in settings.items() if v is not None})
+    except ControlError as exc:
+        raise UserError(str(exc)) from None
+    if not is_loopback(listen.host):
+        print(f"warning: the mock LLM listens on {listen}, reachable from other machines", file=sys.stderr)
+    try:
+        run(listen.host, listen.port, behaviour, record_limit=args.record_limit, access_log=not args.quiet)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kong_py {_version()}")
     return 0
@@ -298,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     up = msub.add_parser("up", parents=[conf], help="create or update tables")
     up.set_defaults(func=cmd_migrations)
+
+    p = sub.add_parser("mock-llm", help="run a mock LLM provider server (no tokens spent)",
+                       description="Imitates the OpenAI, Azure OpenAI, Anthropic, Gemini and Bedrock Converse "
+                                   "APIs for trying a configuration; see docs/mock-llm.md.")
+    p.add_argument("--listen", default="127.0.0.1:9100", metavar="HOST:PORT",
+                   help="where to listen (default: 127.0.0.1:9100; other interfaces only when named here)")
+    p.add_argument("--latency-ms", type=float, metavar="N", help="delay before the first byte of every answer")
+    p.add_argument("--chunks", type=int, metavar="N", help="content chunks of a streamed answer (default: one a word)")
+    p.add_argument("--chunk-delay-ms", type=float, metavar="N", help="delay between two streamed chunks")
+    p.add_argument("--words", type=int, metavar="N", help="answer N lorem-ipsum words instead of echoing the prompt")
+    p.add_argument("--status", type=int, metavar="CODE", help="answer every request with this error status")
+    p.add_argument("--api-key", metavar="KEY", help="refuse requests that do not carry this key (401)")
+    p.add_argument("--models", metavar="A,B", help="the models the model lists name")
+    p.add_argument("--record-limit", type=int, default=10_000, metavar="N",
+                   help="recorded requests kept, the latest (default: 10000; 0: none)")
+    p.add_argument("--quiet", action="store_true", help="no line per request (benchmarks)")
+    p.set_defaults(func=cmd_mock_llm)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

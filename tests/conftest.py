@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from kong_py.config import load_config
+from kong_py.mock_llm import MockLLM
 from kong_py.server import RunningGateway
 from support import form_pairs, free_port
 
@@ -139,3 +140,26 @@ async def upstreams() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def start_mock_llm() -> AsyncIterator[Callable[..., Awaitable[MockLLM]]]:
+    """Factory: ``await start_mock_llm(**settings)`` starts a mock LLM server on a free loopback
+    port (settings: the fields of ``kong_py.mock_llm.Behaviour``); all are stopped at teardown."""
+    started: list[MockLLM] = []
+
+    async def start(**settings: Any) -> MockLLM:
+        mock = await MockLLM.start("127.0.0.1", 0, **settings)
+        started.append(mock)
+        return mock
+
+    yield start
+    for mock in started:
+        await mock.stop()
+
+
+@pytest.fixture
+async def mock_llm(start_mock_llm: Callable[..., Awaitable[MockLLM]]) -> MockLLM:
+    """A mock LLM server (OpenAI, Anthropic, Gemini, Bedrock, Azure paths) on a free loopback
+    port: ``mock_llm.url``, ``mock_llm.address`` (a target), ``mock_llm.requests``."""
+    return await start_mock_llm()
